@@ -1,0 +1,1 @@
+"""Prefect flows and the ``splineflow`` command line, thin wrappers over ``splineflow_pyro``."""

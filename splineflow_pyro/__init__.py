@@ -1,0 +1,6 @@
+"""SplineFlow: flow matching for dynamical systems with B-spline interpolants.
+
+The library computes and stores; orchestration lives in the ``flows`` package.
+"""
+
+__version__ = "0.1.0"
