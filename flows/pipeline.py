@@ -1,0 +1,197 @@
+"""Prefect flows: ``ingest``, ``train``, ``evaluate`` and ``nightly`` (all of them, in order).
+
+Each flow takes plain parameters (paths, names, numbers) so deployments can schedule it and
+the CLI can call it. ``nightly`` reports per stage what it did and what the cache spared.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.futures import wait
+
+from flows.tasks import evaluate_task, ingest_task, result_storage, train_task
+from splineflow_pyro import store
+from splineflow_pyro.config import DEFAULT_CONFIG, PipelineConfig, SourceConfig, load_config
+from splineflow_pyro.report import markdown_table, summarise
+from splineflow_pyro.runs import RunSpec, plan_runs
+
+
+def resolve_config(config_path: str | None) -> PipelineConfig:
+    """The pipeline configuration in ``config_path``, or the built-in default."""
+    return load_config(config_path) if config_path else DEFAULT_CONFIG
+
+
+def select_runs(
+    specs: Sequence[RunSpec],
+    *,
+    dataset: str | None = None,
+    method: str | None = None,
+    heldout: float | None = None,
+    seed: int | None = None,
+) -> list[RunSpec]:
+    """The runs matching every given filter (None = any)."""
+    chosen = [
+        s
+        for s in specs
+        if (dataset is None or s.dataset == dataset)
+        and (method is None or s.method.label == method)
+        and (heldout is None or (not math.isnan(s.heldout) and s.heldout == heldout))
+        and (seed is None or s.seed == seed)
+    ]
+    if not chosen:
+        raise ValueError(
+            "no run of the configuration matches "
+            f"dataset={dataset!r} method={method!r} heldout={heldout!r} seed={seed!r}; "
+            f"runs are: {sorted({s.label for s in specs})}"
+        )
+    return chosen
+
+
+@flow(name="ingest", log_prints=True)
+def ingest_flow(
+    source: str,
+    name: str,
+    storage: str | None = None,
+    time_col: str | None = None,
+    sample_col: str | None = None,
+    features: list[str] | None = None,
+) -> dict[str, Any]:
+    """Ingest one source (file path or ``synthetic:...``) into the dataset store ``name``."""
+    root = store.resolve_storage(storage)
+    spec = SourceConfig(name, source, time_col, sample_col, tuple(features) if features else None)
+    task = ingest_task.with_options(result_storage=result_storage(root))
+    return task(spec, root)
+
+
+@flow(name="train", log_prints=True)
+def train_flow(
+    config_path: str | None = None,
+    storage: str | None = None,
+    dataset: str | None = None,
+    method: str | None = None,
+    heldout: float | None = None,
+    seed: int | None = None,
+    progress: bool = False,
+) -> list[str]:
+    """Train the configuration's runs (optionally filtered); returns the model paths."""
+    root = store.resolve_storage(storage)
+    specs = select_runs(
+        plan_runs(resolve_config(config_path), root),
+        dataset=dataset,
+        method=method,
+        heldout=heldout,
+        seed=seed,
+    )
+    task = train_task.with_options(result_storage=result_storage(root))
+    return [task(spec, root, progress) for spec in specs]
+
+
+@flow(name="evaluate", log_prints=True)
+def evaluate_flow(
+    config_path: str | None = None,
+    storage: str | None = None,
+    dataset: str | None = None,
+    method: str | None = None,
+    heldout: float | None = None,
+    seed: int | None = None,
+) -> list[dict[str, Any]]:
+    """Evaluate the configuration's trained runs (optionally filtered)."""
+    root = store.resolve_storage(storage)
+    specs = select_runs(
+        plan_runs(resolve_config(config_path), root),
+        dataset=dataset,
+        method=method,
+        heldout=heldout,
+        seed=seed,
+    )
+    task = evaluate_task.with_options(result_storage=result_storage(root))
+    return [task(spec, root) for spec in specs]
+
+
+@flow(name="nightly", log_prints=True)
+def nightly(config_path: str | None = None, storage: str | None = None) -> dict[str, Any]:
+    """Ingest the configured sources, train and evaluate every run, write a summary.
+
+    Returns a summary with, per stage, how many items ran and how many came from the cache.
+    Raises after all other runs finished when any run failed, naming the failed runs.
+    """
+    logger = get_run_logger()
+    config = resolve_config(config_path)
+    root = store.resolve_storage(storage)
+    results_at = result_storage(root)
+
+    ingest = ingest_task.with_options(result_storage=results_at)
+    ingest_states = [ingest(source, root, return_state=True) for source in config.datasets]
+    failed = [s for s in ingest_states if s.is_failed()]
+    if failed:
+        failed[0].result()  # raises the ingestion error with its message
+
+    specs = plan_runs(config, root)
+    train = train_task.with_options(result_storage=results_at)
+    evaluate = evaluate_task.with_options(result_storage=results_at)
+    train_futures = [train.submit(spec, root) for spec in specs]
+    eval_futures = [
+        evaluate.submit(spec, root, model=future)
+        for spec, future in zip(specs, train_futures, strict=True)
+    ]
+    wait(train_futures + eval_futures)
+
+    summary = {
+        "ingest": _ingest_counts(ingest_states),
+        "train": _state_counts([f.state for f in train_futures], "trained"),
+        "evaluate": _state_counts([f.state for f in eval_futures], "evaluated"),
+        "runs": len(specs),
+    }
+    for stage in ("ingest", "train", "evaluate"):
+        counts = ", ".join(f"{n} {what}" for what, n in summary[stage].items())
+        logger.info("%s: %s", stage, counts)
+        print(f"{stage}: {counts}")
+    table = summarise(store.latest_results(root))
+    create_markdown_artifact(
+        markdown="## Nightly summary\n\n" + markdown_table(table), key="nightly-summary"
+    )
+    failures = [
+        spec.label
+        for spec, tf, ef in zip(specs, train_futures, eval_futures, strict=True)
+        if not (tf.state.is_completed() and ef.state.is_completed())
+    ]
+    if failures:
+        first = next(f for f in train_futures + eval_futures if not f.state.is_completed())
+        raise RuntimeError(
+            f"{len(failures)} of {len(specs)} runs failed ({', '.join(failures)}); "
+            f"first error: {_state_message(first.state)}"
+        )
+    return summary
+
+
+def _ingest_counts(states) -> dict[str, int]:
+    counts: Counter[str] = Counter()
+    for state in states:
+        counts["cached" if state.name == "Cached" else state.result()["status"]] += 1
+    return dict(counts)
+
+
+def _state_counts(states, done: str) -> dict[str, int]:
+    counts: Counter[str] = Counter()
+    for state in states:
+        if state.name == "Cached":
+            counts["cached"] += 1
+        elif state.is_completed():
+            counts[done] += 1
+        else:
+            counts["failed"] += 1
+    return {k: counts.get(k, 0) for k in (done, "cached", "failed")}
+
+
+def _state_message(state) -> str:
+    try:
+        state.result()
+    except Exception as exc:  # the task's own error, re-raised by Prefect
+        return f"{type(exc).__name__}: {exc}"
+    return state.message or state.name

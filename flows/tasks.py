@@ -1,0 +1,90 @@
+"""Prefect tasks: library calls plus cache keys, logging and artifacts, nothing else.
+
+Cache keys are the library's content keys (``RunSpec.train_key``, ``RunSpec.run_id``, the
+source's sha256 with the store's version), never hashes of live objects, so a re-run in
+another process finds them. Results are persisted under ``<storage>/.prefect-results``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+from splineflow_pyro import store
+from splineflow_pyro.config import SourceConfig, stable_hash
+from splineflow_pyro.report import markdown_table
+from splineflow_pyro.runs import RunSpec, artefact_dir, evaluate_run, train_run
+
+
+def result_storage(storage: str | None) -> Path:
+    """Folder where Prefect persists task results (and so its cache) for a storage root."""
+    return artefact_dir(storage, ".prefect-results")
+
+
+def _ingest_key(context: Any, parameters: dict[str, Any]) -> str:
+    source: SourceConfig = parameters["source"]
+    storage = parameters["storage"]
+    version = _version_or_absent(source.name, storage)
+    return "ingest-" + stable_hash(
+        asdict(source), store.source_fingerprint(source.source), version, length=24
+    )
+
+
+def _version_or_absent(name: str, storage: str | None) -> str:
+    try:
+        return store.dataset_version(name, storage)
+    except (FileNotFoundError, KeyError, ValueError):
+        return "absent"
+
+
+@task(name="ingest", cache_key_fn=_ingest_key, persist_result=True)
+def ingest_task(source: SourceConfig, storage: str | None) -> dict[str, Any]:
+    """Ingest one configured source into its dataset store (a no-op when unchanged)."""
+    logger = get_run_logger()
+    report = store.ingest(
+        source.source,
+        source.name,
+        storage=storage,
+        time_col=source.time_col,
+        sample_col=source.sample_col,
+        features=list(source.features) if source.features else None,
+    )
+    logger.info("ingest %s: %s (%d rows added)", source.name, report.status, report.rows_added)
+    return {"name": report.name, "status": report.status, "rows_added": report.rows_added}
+
+
+@task(
+    name="train",
+    cache_key_fn=lambda context, parameters: "train-" + parameters["spec"].train_key,
+    persist_result=True,
+)
+def train_task(spec: RunSpec, storage: str | None, progress: bool = False) -> str:
+    """Train (or resume) one run's model; returns the model's path."""
+    get_run_logger().info("training %s", spec.label)
+    path = train_run(spec, storage, progress=progress)
+    get_run_logger().info("trained %s -> %s", spec.label, path)
+    return str(path)
+
+
+@task(
+    name="evaluate",
+    cache_key_fn=lambda context, parameters: "evaluate-" + parameters["spec"].run_id,
+    persist_result=True,
+)
+def evaluate_task(spec: RunSpec, storage: str | None, model: str | None = None) -> dict[str, Any]:
+    """Evaluate one trained run and append its metrics to the results store."""
+    record = evaluate_run(spec, storage)
+    table = markdown_table([{"metric": k, "value": v} for k, v in sorted(record.metrics.items())])
+    heldout = "split" if math.isnan(spec.heldout) else f"{spec.heldout:g}"
+    create_markdown_artifact(
+        markdown=f"### {spec.label}\n\nrun `{spec.run_id}`, held-out {heldout}\n\n{table}",
+        key=f"run-{spec.run_id}",
+        description=f"metrics of {spec.label}",
+    )
+    get_run_logger().info("evaluated %s", spec.label)
+    return {"run_id": record.run_id, "label": spec.label, "metrics": dict(record.metrics)}

@@ -1,0 +1,167 @@
+"""From a dataset store to training tensors, and the standardisation saved with a model.
+
+Tracked trajectories become a dense ``(batch, n, d)`` array over the data set's distinct
+times with a mask of observed entries; snapshots become one ``(n_k, d)`` array per time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class TrackedData:
+    """Tracked trajectories on a shared time grid.
+
+    Attributes
+    ----------
+    times : Tensor, shape (n,), float64
+    values : Tensor, shape (batch, n, d), float64; NaN where not observed
+    mask : Tensor, shape (batch, n, d), bool; True = observed
+    sample_ids : numpy.ndarray, shape (batch,), int64
+    features : tuple of str, length d
+    """
+
+    times: Tensor
+    values: Tensor
+    mask: Tensor
+    sample_ids: np.ndarray
+    features: tuple[str, ...]
+
+    def subset(self, sample_ids: Sequence[int] | np.ndarray) -> TrackedData:
+        """The trajectories with the given sample ids, in that order."""
+        position = {int(s): i for i, s in enumerate(self.sample_ids)}
+        try:
+            rows = torch.as_tensor([position[int(s)] for s in sample_ids], dtype=torch.long)
+        except KeyError as exc:
+            raise ValueError(f"sample id {exc.args[0]} is not in the data set") from None
+        return TrackedData(
+            self.times,
+            self.values[rows],
+            self.mask[rows],
+            np.asarray(self.sample_ids)[rows.numpy()],
+            self.features,
+        )
+
+
+@dataclass(frozen=True)
+class SnapshotData:
+    """Unpaired snapshots: the cells measured at each time.
+
+    Attributes
+    ----------
+    times : Tensor, shape (K,), float64, increasing
+    marginals : tuple of Tensor, each (n_k, d), float64
+    features : tuple of str, length d
+    """
+
+    times: Tensor
+    marginals: tuple[Tensor, ...]
+    features: tuple[str, ...]
+
+    def without(self, t: float) -> SnapshotData:
+        """The data with the marginal at time ``t`` left out (leave-one-time-point-out)."""
+        k = self.index_of(t)
+        keep = [i for i in range(len(self.marginals)) if i != k]
+        return SnapshotData(self.times[keep], tuple(self.marginals[i] for i in keep), self.features)
+
+    def index_of(self, t: float) -> int:
+        """Position of time ``t`` (exact float match) among the snapshot times."""
+        hits = torch.nonzero(self.times == float(t)).flatten()
+        if hits.numel() == 0:
+            raise ValueError(f"time {t} is not one of the data set's times {self.times.tolist()}")
+        return int(hits[0])
+
+
+def tracked_from_dataset(ds: xr.Dataset) -> TrackedData:
+    """Dense tracked trajectories from a dataset store (``kind = trajectories``)."""
+    times = np.asarray(ds["time"].values, dtype=np.float64)
+    obs_time = np.asarray(ds["obs_time"].values, dtype=np.float64)
+    sample = np.asarray(ds["sample"].values, dtype=np.int64)
+    x = np.asarray(ds["x"].values, dtype=np.float64)
+    sample_ids, rows = np.unique(sample, return_inverse=True)
+    cols = np.searchsorted(times, obs_time)
+    values = np.full((len(sample_ids), len(times), x.shape[1]), np.nan)
+    values[rows, cols] = x
+    values_t = torch.from_numpy(values)
+    return TrackedData(
+        times=torch.from_numpy(times),
+        values=values_t,
+        mask=torch.isfinite(values_t),
+        sample_ids=sample_ids,
+        features=tuple(str(f) for f in ds["feature"].values),
+    )
+
+
+def snapshots_from_dataset(ds: xr.Dataset) -> SnapshotData:
+    """Per-time marginals from a dataset store (``kind = snapshots``)."""
+    times = np.asarray(ds["time"].values, dtype=np.float64)
+    counts = np.asarray(ds["count"].values, dtype=np.int64)
+    x = np.asarray(ds["x"].values, dtype=np.float64)
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    marginals = tuple(
+        torch.from_numpy(x[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    )
+    return SnapshotData(
+        torch.from_numpy(times), marginals, tuple(str(f) for f in ds["feature"].values)
+    )
+
+
+@dataclass(frozen=True)
+class Standardizer:
+    """Affine maps that put states and times on a unit scale for training.
+
+    ``x' = (x - x_mean) / x_std`` per feature and ``t' = (t - t_origin) / t_scale``. Flows
+    learned in standardised coordinates are mapped back exactly, since B-splines commute
+    with affine maps of both time and value.
+    """
+
+    x_mean: tuple[float, ...]
+    x_std: tuple[float, ...]
+    t_origin: float
+    t_scale: float
+
+    @classmethod
+    def from_values(cls, times: Tensor, values: Tensor) -> Standardizer:
+        """Statistics of ``values (..., d)`` (NaN ignored) and the range of ``times``."""
+        flat = values.reshape(-1, values.shape[-1]).double()
+        finite = torch.isfinite(flat)
+        count = finite.sum(0).clamp_min(1)
+        filled = torch.where(finite, flat, torch.zeros_like(flat))
+        mean = filled.sum(0) / count
+        var = torch.where(finite, (flat - mean) ** 2, torch.zeros_like(flat)).sum(0) / count
+        std = torch.sqrt(var)
+        std = torch.where(std > 0, std, torch.ones_like(std))
+        t = times[torch.isfinite(times)].double()
+        t_min, t_max = float(t.min()), float(t.max())
+        scale = t_max - t_min if t_max > t_min else 1.0
+        return cls(tuple(mean.tolist()), tuple(std.tolist()), t_min, scale)
+
+    def _stats(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        mean = torch.as_tensor(self.x_mean, dtype=like.dtype, device=like.device)
+        std = torch.as_tensor(self.x_std, dtype=like.dtype, device=like.device)
+        return mean, std
+
+    def x(self, values: Tensor) -> Tensor:
+        """Standardise states ``(..., d)``."""
+        mean, std = self._stats(values)
+        return (values - mean) / std
+
+    def x_inverse(self, values: Tensor) -> Tensor:
+        """Map standardised states back to the data's units."""
+        mean, std = self._stats(values)
+        return values * std + mean
+
+    def t(self, times: Tensor) -> Tensor:
+        """Standardise times."""
+        return (times - self.t_origin) / self.t_scale
+
+    def t_inverse(self, times: Tensor) -> Tensor:
+        """Map standardised times back to the data's unit."""
+        return times * self.t_scale + self.t_origin
