@@ -71,7 +71,8 @@ class TrainedModel:
         s = self.scaler
         z0 = s.x(x0.to(device=device, dtype=dtype))
         tz = s.t(torch.as_tensor(times, dtype=torch.float64)).to(device=device, dtype=dtype)
-        t0z = float(s.t(torch.tensor(float(t0), dtype=torch.float64)))
+        # t0 takes the same path as the query times, so a query equal to t0 stays equal
+        t0z = float(s.t(torch.tensor(float(t0), dtype=torch.float64)).to(dtype))
         with torch.no_grad():
             z = integrate(
                 self.field.as_ode(),
