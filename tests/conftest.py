@@ -44,3 +44,26 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+def _tree_digest(root: Path) -> dict[str, str]:
+    """Every file (sha256 of its bytes) and link (its target) under ``root``; lock files
+    carry no data and are left out."""
+    import hashlib
+
+    out: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            full = Path(dirpath) / name
+            rel = str(full.relative_to(root))
+            if full.is_symlink():
+                out[rel] = "link:" + os.readlink(full)
+            elif full.is_file() and not name.endswith(".lock"):
+                out[rel] = hashlib.sha256(full.read_bytes()).hexdigest()
+    return out
+
+
+@pytest.fixture
+def tree_digest():
+    """``tree_digest(root) -> dict``: byte-level fingerprint of a storage folder."""
+    return _tree_digest
