@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.futures import wait
 
-from flows.tasks import evaluate_task, ingest_task, result_storage, train_task
+from flows.tasks import evaluate_task, ingest_options, ingest_task, result_storage, train_task
 from splineflow_pyro import store
 from splineflow_pyro.config import DEFAULT_CONFIG, PipelineConfig, SourceConfig, load_config
 from splineflow_pyro.report import markdown_table, summarise
@@ -65,8 +65,7 @@ def ingest_flow(
     """Ingest one source (file path or ``synthetic:...``) into the dataset store ``name``."""
     root = store.resolve_storage(storage)
     spec = SourceConfig(name, source, time_col, sample_col, tuple(features) if features else None)
-    task = ingest_task.with_options(result_storage=result_storage(root))
-    return task(spec, root)
+    return ingest_task.with_options(**ingest_options(spec, root))(spec, root)
 
 
 @flow(name="train", log_prints=True)
@@ -126,8 +125,10 @@ def nightly(config_path: str | None = None, storage: str | None = None) -> dict[
     root = store.resolve_storage(storage)
     results_at = result_storage(root)
 
-    ingest = ingest_task.with_options(result_storage=results_at)
-    ingest_states = [ingest(source, root, return_state=True) for source in config.datasets]
+    ingest_states = [
+        ingest_task.with_options(**ingest_options(source, root))(source, root, return_state=True)
+        for source in config.datasets
+    ]
     failed = [s for s in ingest_states if s.is_failed()]
     if failed:
         failed[0].result()  # raises the ingestion error with its message

@@ -19,6 +19,7 @@ from splineflow_pyro import store
 from splineflow_pyro.config import SourceConfig, stable_hash
 from splineflow_pyro.report import markdown_table
 from splineflow_pyro.runs import RunSpec, artefact_dir, evaluate_run, train_run
+from splineflow_pyro.sources import file_sha256
 
 
 def result_storage(storage: str | None) -> Path:
@@ -27,19 +28,24 @@ def result_storage(storage: str | None) -> Path:
 
 
 def _ingest_key(context: Any, parameters: dict[str, Any]) -> str:
+    """Source settings and source content. (A deleted store is ingested again: the flows
+    refresh this cache entry when the store is absent, see :func:`ingest_options`.)"""
     source: SourceConfig = parameters["source"]
-    storage = parameters["storage"]
-    version = _version_or_absent(source.name, storage)
-    return "ingest-" + stable_hash(
-        asdict(source), store.source_fingerprint(source.source), version, length=24
-    )
+    return "ingest-" + stable_hash(asdict(source), source_fingerprint(source.source))
 
 
-def _version_or_absent(name: str, storage: str | None) -> str:
-    try:
-        return store.dataset_version(name, storage)
-    except (FileNotFoundError, KeyError, ValueError):
-        return "absent"
+def ingest_options(source: SourceConfig, storage: str | None) -> dict[str, Any]:
+    """Task options for ingesting ``source``: bypass the cache when its store is absent."""
+    present = source.name in store.list_dataset_names(storage)
+    return {"result_storage": result_storage(storage), "refresh_cache": not present}
+
+
+def source_fingerprint(source: str) -> str:
+    """Content hash of a source: its bytes for a file or folder, its text for ``synthetic:``."""
+    path = Path(source)
+    if source.startswith("synthetic:") or not path.exists():
+        return stable_hash(source)  # a missing file fails in the task, with a clear message
+    return file_sha256(path)
 
 
 @task(name="ingest", cache_key_fn=_ingest_key, persist_result=True)

@@ -110,8 +110,8 @@ def _check_records(records: Sequence[RunRecord]) -> None:
         if r.run_id in seen:
             raise ValueError(f"run_id {r.run_id!r} appears twice in one append_results call")
         seen.add(r.run_id)
-        if not math.isfinite(float(r.heldout_time)):
-            raise ValueError(f"run {r.run_id!r}: heldout_time {r.heldout_time!r} is not finite")
+        if math.isinf(float(r.heldout_time)):  # NaN is allowed: a trajectory split, no time
+            raise ValueError(f"run {r.run_id!r}: heldout_time {r.heldout_time!r} is infinite")
         for key, value in r.metrics.items():
             if not isinstance(key, str) or not key:
                 raise ValueError(f"run {r.run_id!r}: metric names must be non-empty strings")
@@ -215,6 +215,10 @@ def write_predictions(
         raise ValueError(f"predictions of run {run_id!r} must be an xarray.Dataset")
     target = predictions_path(run_id, storage)
     ds = predictions.load().copy()
+    # fixed-width unicode has no zarr v3 spec: store text as variable-length strings
+    text = [name for name, var in ds.variables.items() if var.dtype.kind == "U"]
+    ds = ds.assign({name: ds[name].astype(object) for name in text if name not in ds.coords})
+    ds = ds.assign_coords({name: ds[name].astype(object) for name in text if name in ds.coords})
     for var in ds.variables.values():
         var.encoding = {}
     ds.attrs = {**ds.attrs, "format": "splineflow-predictions", "schema_version": 1,
