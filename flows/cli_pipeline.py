@@ -75,7 +75,9 @@ def _run(args: argparse.Namespace) -> int:
 
     flow = nightly.with_options(task_runner=_task_runner(args.runner, args.workers))
     print(f"splineflow run: storage {root}", file=sys.stderr)
-    flow(config_path=args.config, storage=root)
+    summary = flow(config_path=args.config, storage=root)
+    for stage in ("ingest", "train", "evaluate"):
+        print(f"{stage}: " + ", ".join(f"{n} {what}" for what, n in summary[stage].items()))
     _print_results(root, dataset=None, method=None, runs=False)
     return 0
 

@@ -152,7 +152,6 @@ def nightly(config_path: str | None = None, storage: str | None = None) -> dict[
     for stage in ("ingest", "train", "evaluate"):
         counts = ", ".join(f"{n} {what}" for what, n in summary[stage].items())
         logger.info("%s: %s", stage, counts)
-        print(f"{stage}: {counts}")
     table = summarise(store.latest_results(root))
     create_markdown_artifact(
         markdown="## Nightly summary\n\n" + markdown_table(table), key="nightly-summary"
