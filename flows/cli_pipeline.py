@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 
+from flows import PROGRESS_ENV
 from flows.cli import add_storage_argument
 
 
@@ -55,6 +56,7 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", default=None, help="pipeline config (YAML or TOML); default: built-in demo"
     )
+    parser.add_argument("-v", "--verbose", action="store_true", help="show Prefect's own log lines")
     add_storage_argument(parser)
 
 
@@ -64,6 +66,10 @@ def _prepare(args: argparse.Namespace) -> str:
     from splineflow_pyro.config import load_config
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Prefect's log lines (and its tracebacks on failure) only with --verbose; the stages
+    # print their own progress, and a failure ends in one line from the CLI.
+    os.environ["PREFECT_LOGGING_LEVEL"] = "INFO" if args.verbose else "CRITICAL"
+    os.environ[PROGRESS_ENV] = "1"
     if args.config:
         load_config(args.config)
     return store.resolve_storage(args.storage)

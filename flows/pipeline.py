@@ -15,7 +15,14 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.futures import wait
 
-from flows.tasks import evaluate_task, ingest_options, ingest_task, result_storage, train_task
+from flows.tasks import (
+    evaluate_task,
+    ingest_options,
+    ingest_task,
+    result_storage,
+    say,
+    train_task,
+)
 from splineflow_pyro import store
 from splineflow_pyro.config import DEFAULT_CONFIG, PipelineConfig, SourceConfig, load_config
 from splineflow_pyro.report import markdown_table, summarise
@@ -53,7 +60,7 @@ def select_runs(
     return chosen
 
 
-@flow(name="ingest", log_prints=True)
+@flow(name="ingest", log_prints=False)
 def ingest_flow(
     source: str,
     name: str,
@@ -68,7 +75,7 @@ def ingest_flow(
     return ingest_task.with_options(**ingest_options(spec, root))(spec, root)
 
 
-@flow(name="train", log_prints=True)
+@flow(name="train", log_prints=False)
 def train_flow(
     config_path: str | None = None,
     storage: str | None = None,
@@ -91,7 +98,7 @@ def train_flow(
     return [task(spec, root, progress) for spec in specs]
 
 
-@flow(name="evaluate", log_prints=True)
+@flow(name="evaluate", log_prints=False)
 def evaluate_flow(
     config_path: str | None = None,
     storage: str | None = None,
@@ -113,14 +120,13 @@ def evaluate_flow(
     return [task(spec, root) for spec in specs]
 
 
-@flow(name="nightly", log_prints=True)
+@flow(name="nightly", log_prints=False)
 def nightly(config_path: str | None = None, storage: str | None = None) -> dict[str, Any]:
     """Ingest the configured sources, train and evaluate every run, write a summary.
 
     Returns a summary with, per stage, how many items ran and how many came from the cache.
     Raises after all other runs finished when any run failed, naming the failed runs.
     """
-    logger = get_run_logger()
     config = resolve_config(config_path)
     root = store.resolve_storage(storage)
     results_at = result_storage(root)
@@ -151,7 +157,7 @@ def nightly(config_path: str | None = None, storage: str | None = None) -> dict[
     }
     for stage in ("ingest", "train", "evaluate"):
         counts = ", ".join(f"{n} {what}" for what, n in summary[stage].items())
-        logger.info("%s: %s", stage, counts)
+        get_run_logger().info(f"{stage}: {counts}")
     table = summarise(store.latest_results(root))
     create_markdown_artifact(
         markdown="## Nightly summary\n\n" + markdown_table(table), key="nightly-summary"

@@ -8,6 +8,8 @@ another process finds them. Results are persisted under ``<storage>/.prefect-res
 from __future__ import annotations
 
 import math
+import os
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -15,11 +17,19 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
+from flows import PROGRESS_ENV
 from splineflow_pyro import store
 from splineflow_pyro.config import SourceConfig, stable_hash
 from splineflow_pyro.report import markdown_table
 from splineflow_pyro.runs import RunSpec, artefact_dir, evaluate_run, train_run
 from splineflow_pyro.sources import file_sha256
+
+
+def say(message: str) -> None:
+    """Progress of a stage: a Prefect log line, and a line on stderr under the CLI."""
+    get_run_logger().info(message)
+    if os.environ.get(PROGRESS_ENV):
+        print(message, file=sys.stderr, flush=True)
 
 
 def result_storage(storage: str | None) -> Path:
@@ -51,7 +61,6 @@ def source_fingerprint(source: str) -> str:
 @task(name="ingest", cache_key_fn=_ingest_key, persist_result=True)
 def ingest_task(source: SourceConfig, storage: str | None) -> dict[str, Any]:
     """Ingest one configured source into its dataset store (a no-op when unchanged)."""
-    logger = get_run_logger()
     report = store.ingest(
         source.source,
         source.name,
@@ -60,7 +69,7 @@ def ingest_task(source: SourceConfig, storage: str | None) -> dict[str, Any]:
         sample_col=source.sample_col,
         features=list(source.features) if source.features else None,
     )
-    logger.info("ingest %s: %s (%d rows added)", source.name, report.status, report.rows_added)
+    say(f"ingest {source.name}: {report.status} ({report.rows_added} rows added)")
     return {"name": report.name, "status": report.status, "rows_added": report.rows_added}
 
 
@@ -71,9 +80,9 @@ def ingest_task(source: SourceConfig, storage: str | None) -> dict[str, Any]:
 )
 def train_task(spec: RunSpec, storage: str | None, progress: bool = False) -> str:
     """Train (or resume) one run's model; returns the model's path."""
-    get_run_logger().info("training %s", spec.label)
+    say(f"train {spec.label} ...")
     path = train_run(spec, storage, progress=progress)
-    get_run_logger().info("trained %s -> %s", spec.label, path)
+    say(f"train {spec.label}: done ({path})")
     return str(path)
 
 
@@ -92,5 +101,5 @@ def evaluate_task(spec: RunSpec, storage: str | None, model: str | None = None) 
         key=f"run-{spec.run_id}",
         description=f"metrics of {spec.label}",
     )
-    get_run_logger().info("evaluated %s", spec.label)
+    say(f"evaluate {spec.label}: done")
     return {"run_id": record.run_id, "label": spec.label, "metrics": dict(record.metrics)}

@@ -349,10 +349,12 @@ def _recover_url(target: str) -> None:
             fs.rm(full, recursive=True)
 
 
+# zarr warns that consolidated metadata is not yet in the v3 spec; xarray needs it to open the
+# store without a RuntimeWarning, and zarr-python reads it. The filter is process-wide on
+# purpose: ``warnings.catch_warnings`` is not thread-safe, and stages write from threads.
+warnings.filterwarnings("ignore", message=".*Consolidated metadata.*", category=UserWarning)
+
+
 def write_zarr(ds, location: str) -> None:  # noqa: ANN001 - xarray.Dataset
     """Write ``ds`` as a new zarr v3 store with consolidated metadata."""
-    with warnings.catch_warnings():
-        # zarr warns that consolidated metadata is not yet in the v3 spec; xarray needs it to
-        # open the store without a RuntimeWarning, and zarr-python reads it.
-        warnings.filterwarnings("ignore", message=".*Consolidated metadata.*", category=UserWarning)
-        ds.to_zarr(location, mode="w-", consolidated=True, zarr_format=3, compute=True)
+    ds.to_zarr(location, mode="w-", consolidated=True, zarr_format=3, compute=True)
