@@ -20,7 +20,6 @@ from flows.tasks import (
     ingest_options,
     ingest_task,
     result_storage,
-    say,
     train_task,
 )
 from splineflow_pyro import store
