@@ -68,19 +68,23 @@ class TrainedModel:
         """
         device = next(self.field.parameters()).device
         dtype = next(self.field.parameters()).dtype
-        s = self.scaler
+        s, field = self.scaler, self.field
+
+        def velocity(t: Tensor, z: Tensor) -> Tensor:
+            # the network works in standardised time t' = (t - origin) / scale, so in the
+            # data's time dz/dt = v(z, t') / scale; integrating in data time lets solver
+            # errors name the data's times
+            return field(z, (t - s.t_origin) / s.t_scale) / s.t_scale
+
         z0 = s.x(x0.to(device=device, dtype=dtype))
-        tz = s.t(torch.as_tensor(times, dtype=torch.float64)).to(device=device, dtype=dtype)
-        # t0 takes the same path as the query times, so a query equal to t0 stays equal
-        t0z = float(s.t(torch.tensor(float(t0), dtype=torch.float64)).to(dtype))
         with torch.no_grad():
             z = integrate(
-                self.field.as_ode(),
+                velocity,
                 z0,
-                t0z,
-                tz,
+                float(t0),
+                torch.as_tensor(times, dtype=torch.float64),
                 method=method,
-                step_size=step_size / s.t_scale,
+                step_size=step_size,
             )
         return s.x_inverse(z).double().cpu()
 

@@ -1,0 +1,120 @@
+"""Speed of batched B-spline interpolation against a scipy loop (the authors' approach).
+
+Tracked mode: 10,000 trajectories x 200 times x 3 features, each (time, feature) entry missing
+with probability 0.5 (the first time always kept), degree 3: fit plus values and derivatives
+at all 200 times. Ours: :func:`splineflow_pyro.bspline.interpolate` (best of a few repeats),
+in float64 and float32. Reference: ``scipy.interpolate.make_interp_spline`` per (trajectory,
+feature), values and derivative at the 200 times, in the same process.
+
+Usage: ``python benchmarks/bench_bspline.py [--quick]``; prints one JSON line and writes it to
+``benchmarks/results/bench_bspline.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.interpolate import make_interp_spline
+
+from splineflow_pyro.bspline import interpolate
+
+RESULTS = Path(__file__).resolve().parent / "results" / "bench_bspline.json"
+
+
+def tracked_data(n_traj: int, n_times: int, dim: int, seed: int = 0):
+    """Irregular shared time grid, values, and a mask with 50% missing (first time kept)."""
+    rng = np.random.default_rng(seed)
+    times = np.cumsum(rng.uniform(0.05, 1.0, n_times))
+    values = rng.normal(size=(n_traj, n_times, dim)).cumsum(axis=1)
+    mask = rng.random((n_traj, n_times, dim)) < 0.5
+    mask[:, 0, :] = True
+    return times, values, mask
+
+
+def run_ours(times, values, mask, dtype: torch.dtype, repeats: int) -> float:
+    """Best wall time of fit + values + derivatives at all times."""
+    t = torch.tensor(times, dtype=torch.float64)
+    v = torch.tensor(values, dtype=dtype)
+    m = torch.tensor(mask)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        spline = interpolate(t, v, 3, m)
+        spline.evaluate_and_derivative(t)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def run_scipy(times, values, mask, limit: int | None = None) -> tuple[float, int]:
+    """Wall time of the per-series scipy loop (over the first ``limit`` trajectories)."""
+    n_traj = values.shape[0] if limit is None else min(limit, values.shape[0])
+    start = time.perf_counter()
+    for b in range(n_traj):
+        for f in range(values.shape[2]):
+            keep = mask[b, :, f]
+            tt, yy = times[keep], values[b, keep, f]
+            if len(tt) < 2:
+                continue
+            spline = make_interp_spline(tt, yy, k=min(3, len(tt) - 1))
+            q = np.clip(times, tt[0], tt[-1])
+            spline(q)
+            spline(q, 1)
+    return time.perf_counter() - start, n_traj
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1,000 trajectories, 2 repeats")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: the same single core as the scipy loop)",
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    n_traj, repeats = (1000, 2) if args.quick else (10_000, 3)
+    times, values, mask = tracked_data(n_traj, 200, 3)
+    run_ours(times, values[:50], mask[:50], torch.float64, 1)  # warm-up
+    ours64 = run_ours(times, values, mask, torch.float64, repeats)
+    ours32 = run_ours(times, values, mask, torch.float32, repeats)
+    scipy_s, _ = run_scipy(times, values, mask)
+    result = {
+        "benchmark": "bspline",
+        "mode": "quick" if args.quick else "tracked",
+        "trajectories": n_traj,
+        "times": 200,
+        "features": 3,
+        "missing": 0.5,
+        "degree": 3,
+        "ours_float64_s": round(ours64, 4),
+        "ours_float32_s": round(ours32, 4),
+        "scipy_loop_s": round(scipy_s, 4),
+        "speedup_vs_scipy_loop": round(scipy_s / ours64, 2),
+        "speedup_vs_scipy_loop_float32": round(scipy_s / ours32, 2),
+        # Snapshot mode (fit + path sample per training step, vs the linear path) is added
+        # by the paths benchmark: key "spline_over_linear".
+        "spline_over_linear": None,
+        "machine": {
+            "processor": platform.processor() or platform.machine(),
+            "node": platform.node(),
+            "torch_threads": torch.get_num_threads(),
+        },
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+    }
+    line = json.dumps(result)
+    print(line)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(line + "\n")
+
+
+if __name__ == "__main__":
+    main()

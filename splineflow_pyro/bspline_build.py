@@ -1,0 +1,222 @@
+"""Fit orchestration of :func:`splineflow_pyro.bspline.interpolate`.
+
+Series are processed in chunks (bounded temporaries: large fresh allocations cost more than
+the arithmetic on CPU), each chunk grouped by effective degree; results are written into
+preallocated tables, returned as the fields of :class:`splineflow_pyro.bspline.BSpline`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from splineflow_pyro.bspline_checks import check_increasing, check_increasing_series
+from splineflow_pyro.bspline_fit import (
+    banded_solve,
+    basis_at_knots,
+    collocation_band,
+    not_a_knot_knots,
+    power_coefficients,
+)
+
+_BYTES_PER_CHUNK = 1 << 24
+
+
+@dataclass
+class _Tables:
+    """Preallocated outputs for ``g`` knot sets with ``r`` series each."""
+
+    obs_times: Tensor  # (g, N)
+    lower: Tensor  # (g,)
+    upper: Tensor  # (g,)
+    breaks: Tensor  # (g, I), +inf after the last piece
+    table: Tensor  # (K + 1, g, r, I)
+    workspace: Tensor  # flat scratch for the collocation band of one chunk
+    control: Tensor  # (g, r, N)
+    degree: Tensor  # (g,)
+
+
+def _allocate(n_obs: Tensor, degree: int, r: int, tdtype, vdtype) -> tuple[_Tables, int]:
+    """Tables sized by the largest degree group; returns them and the max degree ``K``."""
+    g, dev = n_obs.shape[0], n_obs.device
+    deg = torch.minimum(n_obs - 1, torch.full_like(n_obs, degree))
+    largest = torch.zeros(degree + 2, dtype=n_obs.dtype, device=dev)
+    largest = largest.scatter_reduce(0, deg + 1, n_obs, "amax").tolist()
+    present = [k for k in range(1, degree + 1) if largest[k + 1]]
+    k_max = max(present, default=1)
+    n = max(max(largest), 1)
+    n_pieces = max([largest[k + 1] - k for k in present], default=1)
+    nan, inf = float("nan"), float("inf")
+    tables = _Tables(
+        obs_times=torch.full((g, n), inf, dtype=tdtype, device=dev),
+        lower=torch.zeros(g, dtype=tdtype, device=dev),
+        upper=torch.zeros(g, dtype=tdtype, device=dev),
+        breaks=torch.full((g, n_pieces), inf, dtype=tdtype, device=dev),
+        table=torch.zeros(k_max + 1, g, r, n_pieces, dtype=vdtype, device=dev),
+        control=torch.full((g, r, n), nan, dtype=vdtype, device=dev),
+        degree=deg,
+        workspace=torch.empty(0, dtype=vdtype, device=dev),
+    )
+    return tables, k_max
+
+
+def _step(n: int, k: int, r: int) -> int:
+    """Knot sets per chunk so that the band and the per-series tables stay bounded."""
+    per_set = 8 * (n + k) * max(2 * k + 1, (k + 2) * r)
+    return max(1, _BYTES_PER_CHUNK // per_set)
+
+
+def fit_fields(times: Tensor, values: Tensor, degree: int, mask: Tensor | None) -> dict:
+    """Validated inputs -> the fields of :class:`~splineflow_pyro.bspline.BSpline`.
+
+    Parameters
+    ----------
+    times : Tensor, shape (n,) or (batch, n)
+        In the time dtype (already promoted with the values' dtype).
+    values : Tensor, shape (batch, n, d)
+    degree : int
+    mask : Tensor of bool, shape (batch, n, d), or None (everything observed)
+    """
+    batch, n, d = values.shape
+    tdtype, vdtype = times.dtype, values.dtype
+    if mask is None:
+        check_increasing(times)
+        if times.ndim == 1:
+            tc, rhs, sets = times[:, None], values.permute(1, 0, 2).reshape(n, 1, batch * d), (1, 1)
+        else:
+            tc, rhs, sets = times.T, values.permute(1, 0, 2), (batch, 1)
+        g, r = rhs.shape[1], rhs.shape[2]
+        n_obs = torch.full((g,), n, dtype=torch.long, device=values.device)
+        if n == 0:
+            tc, rhs = tc.new_zeros(1, g), rhs.new_zeros(1, g, r)
+        out, k_max = _allocate(n_obs, degree, r, tdtype, vdtype)
+        step = _step(tc.shape[0], k_max, r)
+        for g0 in range(0, g, step):
+            g1 = min(g, g0 + step)
+            _fit_chunk(out, g0, tc[:, g0:g1], rhs[:, g0:g1], n_obs[g0:g1], degree, k_max)
+    else:
+        sets, r = (batch, d), 1
+        n_obs = mask.sum(1).reshape(-1)
+        out, k_max = _allocate(n_obs, degree, 1, tdtype, vdtype)
+        step = max(1, _step(out.obs_times.shape[1], k_max, 1) // max(d, 1))
+        for b0 in range(0, batch, step):
+            b1 = min(batch, b0 + step)
+            t_chunk = times if times.ndim == 1 else times[b0:b1]
+            n_max = out.obs_times.shape[1]
+            tc, vc, nob = _compact(t_chunk, values[b0:b1], mask[b0:b1], n_max, b0)
+            _fit_chunk(out, b0 * d, tc, vc.unsqueeze(-1), nob, degree, k_max)
+    g = out.lower.shape[0]
+
+    def per_set(x: Tensor) -> Tensor:
+        return x.reshape(*sets, *x.shape[1:])
+
+    return {
+        "control_points": out.control.reshape(batch, d, -1),
+        "degree": out.degree[:, None].expand(g, r).reshape(batch, d),
+        "obs_times": per_set(out.obs_times),
+        "n_obs": per_set(n_obs),
+        "lower": per_set(out.lower),
+        "upper": per_set(out.upper),
+        "breaks": per_set(out.breaks),
+        "table": out.table.reshape(k_max + 1, -1),
+    }
+
+
+def _compact(
+    times: Tensor, values: Tensor, mask: Tensor, n_max: int, offset: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Observed entries of each series moved to the front (one chunk of samples).
+
+    Returns ``tc (N, S)`` times (padding repeats the last observed time), ``vc (N, S)``
+    values (padding 0) and ``n_obs (S,)``, with ``S = batch * d`` series in (sample, feature)
+    order and ``N = n_max``. ``offset`` is the chunk's first sample (for errors). Unobserved
+    entries are scattered to a discarded row ``N``.
+    """
+    batch, n, d = values.shape
+    observed = mask.permute(1, 0, 2)
+    rank = observed.cumsum(0)
+    n_obs = rank[-1].reshape(-1).clone() if n else rank.new_zeros(batch * d)
+    rank = rank.sub_(1).masked_fill_(~observed, n_max)
+    src = times[:, None, None] if times.ndim == 1 else times.T[:, :, None]
+    tc = times.new_empty(n_max + 1, batch, d).scatter_(0, rank, src.expand(n, batch, d))
+    tc = tc[:n_max].view(n_max, batch * d)
+    fill = torch.arange(n_max, device=tc.device)[:, None]
+    tc = tc.gather(0, torch.minimum(fill, (n_obs - 1).clamp(min=0)[None, :]))
+    check_increasing_series(tc, n_obs, mask, times.ndim == 1, offset)
+    vc = values.new_zeros(n_max + 1, batch, d).scatter_(0, rank, values.permute(1, 0, 2))
+    return tc, vc[:n_max].view(n_max, batch * d), n_obs
+
+
+def _fit_chunk(
+    out: _Tables, s0: int, tc: Tensor, rhs: Tensor, n_obs: Tensor, degree: int, k_max: int
+) -> None:
+    """Fit knot sets ``s0 : s0 + G`` (``tc (N, G)``, ``rhs (N, G, R)``) into ``out``."""
+    n, g = tc.shape
+    here = slice(s0, s0 + g)
+    deg = out.degree[here]
+    empty = n_obs == 0
+    last = tc.gather(0, (n_obs - 1).clamp(min=0)[None])[0]
+    out.lower[here] = torch.where(empty, 0, tc[0])
+    out.upper[here] = torch.where(empty, 0, last)
+    rank = torch.arange(n, device=tc.device)[:, None]
+    out.obs_times[here, :n] = torch.where(rank < n_obs, tc, float("inf")).T
+    out.breaks[here, 0] = out.lower[here]
+    counts = torch.bincount(deg + 1, minlength=degree + 2).tolist()
+    if counts[0]:
+        at = s0 + empty.nonzero().squeeze(1)
+        out.table[:, at] = float("nan")
+    if counts[1]:
+        idx = (deg == 0).nonzero().squeeze(1)
+        at = s0 + idx
+        out.control[at, :, 0] = rhs[0, idx]
+        out.table[0, at, :, 0] = rhs[0, idx]
+    for k in range(1, degree + 1):
+        if not counts[k + 1]:
+            continue
+        if counts[k + 1] == g:
+            sel, at, sub = slice(None), here, n_obs
+        else:
+            sel = (deg == k).nonzero().squeeze(1)
+            at, sub = s0 + sel, n_obs[sel]
+        n_k = int(sub.max())
+        t_k, v_k = tc[:n_k, sel], rhs[:n_k, sel]
+        knots = not_a_knot_knots(t_k, sub, k)
+        degrees = basis_at_knots(knots, k, rhs.dtype, safe=rhs.requires_grad)
+        at_knots = degrees[k] if k % 2 else None
+        # The autograd path keeps views of the band for backward: no reuse there.
+        scratch = None if rhs.requires_grad else out.workspace
+        band = collocation_band(t_k, knots, sub, k, rhs.dtype, at_knots, scratch)
+        if scratch is not None and band.data_ptr() != scratch.data_ptr():
+            out.workspace = band.view(-1)
+        control = banded_solve(band, v_k)
+        coefs = power_coefficients(knots, control, k, degrees, rhs.dtype)
+        m = coefs.shape[1]
+        keep = rank[:n_k, :, None] < sub[:, None]
+        out.control[at, :, :n_k] = torch.where(keep, control, float("nan")).permute(1, 2, 0)
+        out.breaks[at, :m] = torch.where(rank[:m] < sub - k, knots[k : k + m], float("inf")).T
+        out.table[: k + 1, at, :, :m] = coefs.permute(0, 2, 3, 1)
+
+
+def knot_table(obs_times: Tensor, n_obs: Tensor, degree: Tensor) -> Tensor:
+    """Knot vectors of ``g`` knot sets, NaN-padded: ``(g, N)``, ``(g,)``, ``(g,)`` -> ``(g, L)``.
+
+    A single observation gives ``[t0, t0]``; none gives NaN.
+    """
+    g, n = obs_times.shape
+    rank = torch.arange(n, device=obs_times.device)[:, None]
+    tc = obs_times.T.gather(0, torch.minimum(rank, (n_obs - 1).clamp(min=0)[None, :]))
+    k_max = int(degree.max()) if g else 0
+    length = max(n + k_max + 1, 2) if k_max > 0 else 2
+    out = torch.full((g, length), float("nan"), dtype=obs_times.dtype, device=obs_times.device)
+    const = degree == 0
+    out[const, :2] = tc[0, const, None]
+    for k in range(1, k_max + 1):
+        sel = (degree == k).nonzero().squeeze(1)
+        if sel.numel():
+            sub = n_obs[sel]
+            knots = not_a_knot_knots(tc[:, sel], sub, k)
+            col = torch.arange(knots.shape[0], device=tc.device)[:, None]
+            out[sel, : knots.shape[0]] = torch.where(col < sub + k + 1, knots, float("nan")).T
+    return out
