@@ -71,7 +71,10 @@ def sample_trajectories(
     num_samples: int = 16,
     seed: int = 0,
 ) -> Tensor:
-    """An ensemble of roll-outs with ``pyro.infer.Predictive``, shape ``(num_samples, S+1, batch, d)``."""
+    """An ensemble of roll-outs drawn with ``pyro.infer.Predictive``.
+
+    Returns a tensor of shape ``(num_samples, S + 1, batch, d)``.
+    """
     pyro.set_rng_seed(seed)
     predictive = Predictive(
         sde_model, num_samples=num_samples, return_sites=["trajectory"], parallel=False
@@ -107,7 +110,7 @@ def transitions(drift: Drift, times: Tensor, values: Tensor, mask: Tensor) -> tu
 
 
 def diffusion_model(increment: Tensor, predicted: Tensor, dt: Tensor) -> None:
-    """Likelihood of transitions ``increment ~ N(predicted, g^2 dt)`` with ``g ~ LogNormal(-1, 1.5)``."""
+    """Transitions ``increment ~ N(predicted, g^2 dt)``, prior ``g ~ LogNormal(-1, 1.5)``."""
     g = pyro.sample("g", dist.LogNormal(torch.tensor(-1.0), torch.tensor(1.5)))
     with pyro.plate("transitions", len(increment)):
         pyro.sample("obs", dist.Normal(predicted, g * torch.sqrt(dt)), obs=increment)

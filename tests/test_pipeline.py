@@ -14,8 +14,8 @@ import yaml
 
 from flows.pipeline import evaluate_flow, nightly
 from splineflow_pyro import store
-from splineflow_pyro.runs import model_path, plan_runs
 from splineflow_pyro.config import load_config
+from splineflow_pyro.runs import model_path, plan_runs
 from splineflow_pyro.training import TrainedModel
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

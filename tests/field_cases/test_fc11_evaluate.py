@@ -33,7 +33,9 @@ class Square(VelocityField):
 @pytest.fixture
 def trained(tmp_path: Path, storage: Path):
     csv = tmp_path / "cells.csv"
-    rows = ["time,x1,x2"] + [f"{t},{0.1 * i + t},{0.2 * i - t}" for t in (0, 1, 2) for i in range(12)]
+    rows = ["time,x1,x2"] + [
+        f"{t},{0.1 * i + t},{0.2 * i - t}" for t in (0, 1, 2) for i in range(12)
+    ]
     csv.write_text("\n".join(rows) + "\n")
     config = tmp_path / "fc11.yaml"
     config.write_text(

@@ -51,7 +51,16 @@ datasets: [{{source: {csv}, name: cells}}]
 def run_cli(config: Path, storage: Path, hash_seed: str) -> dict[str, dict[str, int]]:
     env = {**os.environ, "PYTHONHASHSEED": hash_seed}
     proc = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "run", "--config", str(config), "--storage", str(storage)],
+        [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "run",
+            "--config",
+            str(config),
+            "--storage",
+            str(storage),
+        ],
         env=env,
         capture_output=True,
         text=True,
