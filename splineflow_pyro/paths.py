@@ -47,8 +47,9 @@ class PathSample:
     u_t : Tensor, shape (batch, d)
         Target velocities ``mu'_t + sigma'_t * eps``.
     weight : Tensor, shape (batch, d)
-        1 where the entry counts in the loss, 0 where it does not (a sample with a
-        never-observed feature has no defined state, so the whole sample is left out).
+        1 where the entry counts in the loss, 0 where it does not: outside the feature's
+        own observed span (held flat there, but its velocity is unknown), and for a sample
+        with a never-observed feature (no defined state: the whole sample is left out).
     eps : Tensor or None, shape (batch, d)
         The noise used for ``x_t`` (None for deterministic paths).
     sigma_t : Tensor or None, shape (batch, d)
@@ -173,8 +174,12 @@ class ConditionalPath(ABC):
             mu = mu + sigma_t * noise
             u = u + dsigma * noise
         defined = torch.isfinite(mu).all(dim=-1) & torch.isfinite(t)
-        weight = (defined[:, None] & torch.isfinite(u)).to(mu.dtype)
-        x_t = torch.where(weight > 0, mu, torch.zeros_like(mu))
+        # Outside a feature's own observed span the path holds flat, but its velocity there
+        # is unknown, not 0: such entries feed the state, not the loss.
+        first, last = spline.span()
+        own_span = (t[:, None] >= first) & (t[:, None] <= last)
+        weight = (defined[:, None] & own_span & torch.isfinite(u)).to(mu.dtype)
+        x_t = torch.where(defined[:, None], mu, torch.zeros_like(mu))
         u_t = torch.where(weight > 0, u, torch.zeros_like(u))
         t = torch.where(torch.isfinite(t), t, torch.zeros_like(t))
         return PathSample(t=t, x_t=x_t, u_t=u_t, weight=weight, eps=noise, sigma_t=sigma_t)

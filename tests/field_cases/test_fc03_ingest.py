@@ -58,7 +58,9 @@ def test_fc03_store_to_training_paths_and_loss_are_finite(storage: Path, tmp_pat
         data.times, data.values, data.mask, generator=torch.Generator().manual_seed(0)
     )
     assert bool(torch.isfinite(drawn.x_t).all() & torch.isfinite(drawn.u_t).all())
-    assert drawn.weight[0].tolist() == [1.0, 1.0, 1.0]  # s0 counts
+    t0 = float(drawn.t[0])
+    x3_seen = 1.0 if 1.0 <= t0 <= 2.0 else 0.0  # x3 is observed on [1, 2] only
+    assert drawn.weight[0].tolist() == [1.0, 1.0, x3_seen]  # s0 counts
     assert drawn.weight[1].tolist() == [0.0, 0.0, 0.0]  # s1 adds nothing
     cfg = TrainConfig(steps=20, batch_size=2, width=8, depth=1, device="cpu")
     model = fit(data, MethodConfig("splineflow", degree=3), cfg, seed=0)
