@@ -9,7 +9,9 @@ path ``mu_t = S(t)``, ``u_t = S'(t)`` of SplineFlow (Rathod, Lio, Zhang, arXiv 2
 section 3).
 
 Cost: no Python loop over samples or features. Loops run over at most five degree groups and
-over the rows of the banded solve; evaluation is a search, one gather and a Horner scheme.
+over the rows of the banded solve (degree 3: of the tridiagonal slope system, see
+:mod:`splineflow_pyro.bspline_cubic`); evaluation is a search, one gather per coefficient
+and a Horner scheme, in chunks through one reused workspace.
 """
 
 from __future__ import annotations
@@ -51,10 +53,13 @@ class BSpline:
     lower, upper : Tensor, shape (bk, dk), dtype T
         First and last observed time (0 for a knot set without observation).
     breaks : Tensor, shape (bk, dk, I), dtype T
-        Left end of each polynomial piece, padded with ``+inf`` (the search table).
+        The search table of the slots: slot 0 (flat hold before the first time; break just
+        below the first time of all series), the left end of each polynomial piece, the
+        hold after the last time (break ``nextafter(t_last, inf)``), then ``+inf``.
     table : Tensor, shape (K + 1, batch * dim * I), dtype V
-        Taylor coefficients ``c_j`` of ``S`` on each piece, ``S = sum_j c_j (t - break)**j``
-        (series-major, ``K >= 1`` the largest degree). NaN for series without observation.
+        Taylor coefficients ``c_j`` of ``S`` on each slot, ``S = sum_j c_j (t - break)**j``
+        (series-major, ``K >= 1`` the largest degree); the hold slots are ``(y, 0, ..)``.
+        NaN for series without observation.
     """
 
     control_points: Tensor
@@ -204,54 +209,97 @@ class BSpline:
         return seq.gather(-1, index)
 
     def _run(self, t: Tensor, *, value: bool, slope: bool) -> tuple[Tensor, Tensor]:
-        """Evaluate in chunks of samples (bounded temporaries; no autograd through ``out=``)."""
+        """Evaluate in chunks of samples, through one reused workspace (no autograd there)."""
         x = check_queries(t, self.batch, self.breaks.dtype)
         batch, dim, m = self.batch, self.dim, x.shape[-1]
         grad = torch.is_grad_enabled() and (x.requires_grad or self.table.requires_grad)
         step = batch if grad else max(1, _POINTS_PER_CHUNK // max(1, m * dim))
+        top = self.upper.max()
+        x = torch.clamp(x, self.breaks[..., 0].min(), top.nextafter(top.new_tensor(torch.inf)))
         if step >= batch:
-            return self._chunk(x, 0, batch, value, slope, None)
+            return self._chunk(x, 0, batch, value, slope, None, None)
         outs = tuple(
             torch.empty(batch, m, dim, dtype=self.dtype, device=self.device) if want else None
             for want in (value, slope)
         )
+        work = _Workspace(self.dtype, self.device)
         for b0 in range(0, batch, step):
-            self._chunk(x, b0, min(batch, b0 + step), value, slope, outs)
+            self._chunk(x, b0, min(batch, b0 + step), value, slope, outs, work)
         return outs
 
-    def _chunk(self, x: Tensor, b0: int, b1: int, value: bool, slope: bool, outs):
-        """Samples ``b0:b1``: search, gather the Taylor coefficients, Horner."""
-        dim, m = self.dim, x.shape[-1]
-        bk, dk = self.n_obs.shape
-        sets = slice(None) if bk == 1 else slice(b0, b1)
-        lo, hi = self.lower[sets, :, None], self.upper[sets, :, None]
+    def _chunk(self, x: Tensor, b0: int, b1: int, value: bool, slope: bool, outs, work):
+        """Samples ``b0:b1``: search, gather the Taylor coefficients, Horner.
+
+        Queries are already clamped to the range of all series; the hold slots of each
+        table give the flat extension (value at the end, derivative 0).
+        """
+        dim, m, nb = self.dim, x.shape[-1], b1 - b0
+        sets = slice(None) if self.n_obs.shape[0] == 1 else slice(b0, b1)
         xs = x if x.shape[0] == 1 else x[b0:b1]
-        seq, xs = self._searchable(xs, self.breaks[sets])
-        xc = torch.clamp(xs, lo, hi)
-        piece = torch.searchsorted(seq, xc, right=True).sub_(1)
-        dx = (xc - self._take(self.breaks[sets], piece)).to(self.dtype).transpose(1, 2)
+        breaks = self.breaks[sets]
+        if breaks.shape[0] == 1 and breaks.shape[1] == 1:
+            seq, xs = breaks.reshape(-1), xs
+        else:
+            seq = breaks
+            shape = (*breaks.shape[:2], m)
+            xs = xs.expand(shape).contiguous() if work is None else work.get("xs", shape, x.dtype)
+            if work is not None:
+                xs.copy_((x if x.shape[0] == 1 else x[b0:b1]).expand(shape))
+        w = (lambda name, shape, dtype=None: None) if work is None else work.get
+        piece = torch.searchsorted(seq, xs, right=True, out=w("piece", xs.shape, torch.long))
+        piece.sub_(1)
+        at = self._take(breaks, piece)
+        diff = torch.sub(xs, at, out=w("diff", xs.shape, xs.dtype)).transpose(1, 2)
+        dx = diff if work is None else w("dx", (nb, m, dim)).copy_(diff)
         n_pieces = self.breaks.shape[-1]
-        base = torch.arange((b1 - b0) * dim, device=x.device).view(b1 - b0, 1, dim) * n_pieces
-        index = (base + piece.transpose(1, 2)).reshape(-1)
+        base = torch.arange(nb * dim, device=x.device).view(nb, 1, dim) * n_pieces
+        index = torch.add(base, piece.transpose(1, 2), out=w("index", (nb, m, dim), torch.long))
+        index = index.reshape(-1)
         k = self.table.shape[0] - 1
         rows = self.table[:, b0 * dim * n_pieces : b1 * dim * n_pieces]
-        coef = rows.index_select(1, index).view(k + 1, b1 - b0, m, dim)
+        coef = w("coef", (k + 1, nb * m * dim))
+        if coef is None:
+            coef = rows.index_select(1, index)
+        else:
+            for j in range(k + 1):
+                torch.index_select(rows[j], 0, index, out=coef[j])
+        coef = coef.view(k + 1, nb, m, dim)
+        dx = dx.to(self.dtype)
         out_v = None if outs is None or outs[0] is None else outs[0][b0:b1]
         out_d = None if outs is None or outs[1] is None else outs[1][b0:b1]
         if not slope:
             p = coef[k]
             for j in range(k - 1, -1, -1):
-                p = torch.addcmul(coef[j], p, dx, out=out_v if j == 0 else None)
+                p = torch.addcmul(coef[j], p, dx, out=out_v if j == 0 else w(f"p{j % 2}", dx.shape))
             return p, None
         # Horner for p and p' together: dp <- dp * dx + p, then p <- p * dx + c_j.
-        dp, p = coef[k], torch.addcmul(coef[k - 1], coef[k], dx, out=out_v if k == 1 else None)
+        dp = coef[k] if k > 1 else torch.clone(coef[k]) if out_d is None else out_d.copy_(coef[k])
+        p = torch.addcmul(coef[k - 1], coef[k], dx, out=out_v if k == 1 else w("p0", dx.shape))
         for j in range(k - 2, -1, -1):
-            dp = torch.addcmul(p, dp, dx)
+            dp = torch.addcmul(p, dp, dx, out=out_d if j == 0 else w(f"d{j % 2}", dx.shape))
             if value or j:
-                p = torch.addcmul(coef[j], p, dx, out=out_v if j == 0 else None)
-        inside = ((xs >= lo) & (xs <= hi)).transpose(1, 2)
-        dp = torch.mul(dp, inside, out=out_d)
+                p = torch.addcmul(coef[j], p, dx, out=out_v if j == 0 else w(f"p{j % 2}", dx.shape))
         return (p if value else None), dp
+
+
+class _Workspace:
+    """Scratch buffers of one evaluation, reused by every chunk (fresh memory is slow)."""
+
+    def __init__(self, dtype: torch.dtype, device: torch.device) -> None:
+        self.dtype, self.device = dtype, device
+        self.buffers: dict[str, Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype | None = None) -> Tensor:
+        """A buffer named ``name`` of at least this size (default dtype: the values'), viewed
+        with ``shape``."""
+        dtype = dtype or self.dtype
+        size = 1
+        for s in shape:
+            size *= s
+        buf = self.buffers.get(name)
+        if buf is None or buf.numel() < size:
+            buf = self.buffers[name] = torch.empty(size, dtype=dtype, device=self.device)
+        return buf[:size].view(shape)
 
 
 def interpolate(

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from splineflow_pyro.bspline_checks import check_increasing, check_increasing_series
+from splineflow_pyro.bspline_cubic import cubic_fit
 from splineflow_pyro.bspline_fit import (
     banded_solve,
     basis_at_knots,
@@ -31,7 +32,7 @@ class _Tables:
     obs_times: Tensor  # (g, N)
     lower: Tensor  # (g,)
     upper: Tensor  # (g,)
-    breaks: Tensor  # (g, I), +inf after the last piece
+    breaks: Tensor  # (g, I): hold slot, pieces, hold slot, then +inf
     table: Tensor  # (K + 1, g, r, I)
     workspace: Tensor  # flat scratch for the collocation band of one chunk
     control: Tensor  # (g, r, N)
@@ -47,7 +48,7 @@ def _allocate(n_obs: Tensor, degree: int, r: int, tdtype, vdtype) -> tuple[_Tabl
     present = [k for k in range(1, degree + 1) if largest[k + 1]]
     k_max = max(present, default=1)
     n = max(max(largest), 1)
-    n_pieces = max([largest[k + 1] - k for k in present], default=1)
+    n_pieces = max([largest[k + 1] - k for k in present], default=1) + 2
     nan, inf = float("nan"), float("inf")
     tables = _Tables(
         obs_times=torch.full((g, n), inf, dtype=tdtype, device=dev),
@@ -108,6 +109,9 @@ def fit_fields(times: Tensor, values: Tensor, degree: int, mask: Tensor | None) 
             tc, vc, nob = _compact(t_chunk, values[b0:b1], mask[b0:b1], n_max, b0)
             _fit_chunk(out, b0 * d, tc, vc.unsqueeze(-1), nob, degree, k_max)
     g = out.lower.shape[0]
+    seen = n_obs > 0
+    first = out.lower[seen].min() if bool(seen.any()) else out.lower.new_zeros(())
+    out.breaks[:, 0] = first.nextafter(first.new_tensor(-float("inf")))
 
     def per_set(x: Tensor) -> Tensor:
         return x.reshape(*sets, *x.shape[1:])
@@ -162,7 +166,6 @@ def _fit_chunk(
     out.upper[here] = torch.where(empty, 0, last)
     rank = torch.arange(n, device=tc.device)[:, None]
     out.obs_times[here, :n] = torch.where(rank < n_obs, tc, float("inf")).T
-    out.breaks[here, 0] = out.lower[here]
     counts = torch.bincount(deg + 1, minlength=degree + 2).tolist()
     if counts[0]:
         at = s0 + empty.nonzero().squeeze(1)
@@ -183,6 +186,10 @@ def _fit_chunk(
         n_k = int(sub.max())
         t_k, v_k = tc[:n_k, sel], rhs[:n_k, sel]
         knots = not_a_knot_knots(t_k, sub, k)
+        if k == 3 and not rhs.requires_grad:
+            control, coefs = cubic_fit(t_k, v_k, knots, sub)
+            _store(out, at, rank, sub, k, knots, control, coefs, v_k)
+            continue
         degrees = basis_at_knots(knots, k, rhs.dtype, safe=rhs.requires_grad)
         at_knots = degrees[k] if k % 2 else None
         # The autograd path keeps views of the band for backward: no reuse there.
@@ -192,11 +199,38 @@ def _fit_chunk(
             out.workspace = band.view(-1)
         control = banded_solve(band, v_k)
         coefs = power_coefficients(knots, control, k, degrees, rhs.dtype)
-        m = coefs.shape[1]
-        keep = rank[:n_k, :, None] < sub[:, None]
-        out.control[at, :, :n_k] = torch.where(keep, control, float("nan")).permute(1, 2, 0)
-        out.breaks[at, :m] = torch.where(rank[:m] < sub - k, knots[k : k + m], float("inf")).T
-        out.table[: k + 1, at, :, :m] = coefs.permute(0, 2, 3, 1)
+        _store(out, at, rank, sub, k, knots, control, coefs, v_k)
+
+
+def _store(out: _Tables, at, rank, sub, k, knots, control, coefs, values) -> None:
+    """Write one degree group's control points, breaks and Taylor table into ``out``.
+
+    ``coefs`` holds the pieces ``(k + 1, N - k, G, R)``, or is already the slot table
+    ``(k + 1, N - k + 2, G, R)`` with slot 0 filled. Slot 0 of a knot set holds ``y_0``
+    (flat hold before the first time; its break is set by the caller), slots ``1 .. P`` the
+    ``P = n_obs - k`` pieces, slot ``P + 1`` holds ``y_last`` from just after the last time
+    (break ``nextafter(t_last, inf)``).
+    """
+    if coefs.shape[1] == control.shape[0] - k:  # bare pieces: add the two hold slots
+        table = coefs.new_zeros(k + 1, coefs.shape[1] + 2, *coefs.shape[2:])
+        table[:, 1:-1] = coefs
+        table[0, 0] = values[0]
+    else:
+        table = coefs
+    n_k, m = control.shape[0], table.shape[1] - 2
+    keep = rank[:n_k, :, None] < sub[:, None]
+    out.control[at, :, :n_k] = torch.where(keep, control, float("nan")).permute(1, 2, 0)
+    inf = float("inf")
+    brk = knots.new_full((m + 2, knots.shape[1]), inf)
+    brk[1 : m + 1] = torch.where(rank[:m] < sub - k, knots[k : k + m], inf)
+    after = (sub - k + 1)[None]
+    upper = knots.gather(0, after + 2 * k - 1)
+    brk.scatter_(0, after, upper.nextafter(upper.new_tensor(inf)))
+    out.breaks[at, : m + 2] = brk.T
+    last = (sub - 1).view(1, -1, 1).expand(1, -1, values.shape[2])
+    hold = torch.cat([values.gather(0, last), values.new_zeros(k, *last.shape[1:])], 0)
+    table.scatter_(1, after.view(1, 1, -1, 1).expand(k + 1, 1, *hold.shape[1:]), hold[:, None])
+    out.table[: k + 1, at, :, : m + 2] = table.permute(0, 2, 3, 1)
 
 
 def knot_table(obs_times: Tensor, n_obs: Tensor, degree: Tensor) -> Tensor:

@@ -65,9 +65,12 @@ def check_inputs(
             )
         if mask.device != values.device:
             raise ValueError(f"mask is on {mask.device} but values on {values.device}")
-    finite = torch.isfinite(values)
-    bad = ~finite if mask is None else mask & ~finite
-    if bool(bad.any()):
+    # One cheap reduction first; the elementwise check only when something is not finite.
+    total = values.sum() if values.numel() else values.new_zeros(())
+    bad = None if bool(torch.isfinite(total)) else ~torch.isfinite(values)
+    if bad is not None and mask is not None:
+        bad &= mask
+    if bad is not None and bool(bad.any()):
         b, i, f = (int(v) for v in bad.nonzero()[0])
         raise ValueError(
             f"values[{b}, {i}, {f}] = {values[b, i, f].item()} is observed but not finite; "
