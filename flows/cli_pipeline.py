@@ -137,7 +137,15 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _results(args: argparse.Namespace) -> int:
     from splineflow_pyro import store
 
-    _print_results(store.resolve_storage(args.storage), args.dataset, args.method, args.runs)
+    root = store.resolve_storage(args.storage)
+    if "://" not in root and not os.path.isdir(root):
+        raise FileNotFoundError(f"no storage at {root}; pass --storage or set SPLINEFLOW_STORAGE")
+    every = store.latest_results(root)
+    for column, wanted in (("dataset", args.dataset), ("method", args.method)):
+        known = sorted(set(every[column])) if len(every) else []
+        if wanted is not None and wanted not in known:
+            raise ValueError(f"--{column} {wanted!r} has no results in {root}; known: {known}")
+    _print_results(root, args.dataset, args.method, args.runs)
     return 0
 
 

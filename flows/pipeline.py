@@ -108,6 +108,7 @@ def evaluate_flow(
 ) -> list[dict[str, Any]]:
     """Evaluate the configuration's trained runs (optionally filtered)."""
     root = store.resolve_storage(storage)
+    store.open_results(root)  # a damaged results store fails before any evaluation
     specs = select_runs(
         plan_runs(resolve_config(config_path), root),
         dataset=dataset,
@@ -128,6 +129,7 @@ def nightly(config_path: str | None = None, storage: str | None = None) -> dict[
     """
     config = resolve_config(config_path)
     root = store.resolve_storage(storage)
+    store.open_results(root)  # a damaged results store fails now, before any training
     results_at = result_storage(root)
 
     ingest_states = [

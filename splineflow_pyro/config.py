@@ -151,6 +151,13 @@ class PipelineConfig:
         dupes = sorted({x for x in labels if labels.count(x) > 1})
         if dupes:
             raise ConfigError(f"methods: names must be unique, repeated: {dupes}")
+        names = [d.name for d in self.datasets]
+        dupes = sorted({x for x in names if names.count(x) > 1})
+        if dupes:
+            raise ConfigError(
+                f"datasets: names must be unique, repeated: {dupes} (each name is one store; "
+                "list every source of a data set under its own name)"
+            )
         if not self.seeds:
             raise ConfigError("seeds: at least one seed is required")
 

@@ -108,6 +108,7 @@ def test_changing_one_setting_changes_the_hash() -> None:
         ("datasets: [{name: a, source: b}]\nmethods: [{kind: splineflow, degree: 7}]", "degree"),
         ("datasets: [{name: a, source: b}]\nmethods: [linear, linear]", "unique"),
         ("datasets: [{name: a, source: b}]\nseeds: [1.5]", "seeds[0]"),
+        ("datasets: [{name: a, source: b}, {name: a, source: c}]", "repeated: ['a']"),
     ],
 )
 def test_bad_config_is_a_clear_error(tmp_path: Path, text: str, message: str) -> None:
