@@ -10,7 +10,8 @@ useful, and the table shows it.
 Tracked trajectories: held-out trajectories are rolled out from their first observation;
 MSE at observed entries, raw and z-scored with the training statistics. Baselines: every
 state stays at its first observation (``constant_*``) and the mean training trajectory
-(``mean_*``).
+(``mean_*``). For a stochastic method (``sigma > 0``) the diffusion level ``g`` of
+``dx = v dt + g dW`` is calibrated on the training trajectories by SVI (``diffusion_g*``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from torch import Tensor
 from splineflow_pyro import metrics
 from splineflow_pyro.config import EvalConfig
 from splineflow_pyro.data import SnapshotData, TrackedData
+from splineflow_pyro.stochastic import fit_diffusion
 from splineflow_pyro.training import TrainedModel
 
 
@@ -134,6 +136,8 @@ def evaluate_tracked(
     for prefix, guess in (("", preds), ("constant_", constant), ("mean_", mean_traj)):
         values[f"{prefix}mse"] = metrics.trajectory_mse(guess, truth, test.mask)
         values[f"{prefix}mse_z"] = metrics.trajectory_mse(guess / std, truth / std, test.mask)
+    if model.method.sigma > 0:
+        values |= diffusion_metrics(model, train)
     rows, cols = torch.nonzero(test.mask.any(dim=-1), as_tuple=True)
     sample = np.asarray(test.sample_ids)[rows.numpy()]
     obs_time = times[cols].numpy()
@@ -144,6 +148,13 @@ def evaluate_tracked(
             torch.where(test.mask, truth, torch.nan)[rows, cols], obs_time, sample, test.features
         ),
     )
+
+
+def diffusion_metrics(model: TrainedModel, train: TrackedData) -> dict[str, float]:
+    """Diffusion level ``g`` of the stochastic variant, calibrated on the training
+    trajectories by SVI under the learned drift (posterior median and 90% interval)."""
+    fit = fit_diffusion(model.velocity, train.times, train.values, train.mask)
+    return {"diffusion_g": fit.median, "diffusion_g_low": fit.low, "diffusion_g_high": fit.high}
 
 
 def _first_observed_index(mask: Tensor) -> Tensor:

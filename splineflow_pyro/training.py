@@ -52,6 +52,16 @@ class TrainedModel:
     train: TrainConfig
     losses: list[float]
 
+    def velocity(self, t: Tensor, x: Tensor) -> Tensor:
+        """``dx/dt`` in the data's units at time ``t`` (0-dim) and states ``x (batch, d)``."""
+        s = self.scaler
+        param = next(self.field.parameters())
+        z = s.x(x.to(device=param.device, dtype=param.dtype))
+        tz = (torch.as_tensor(t, dtype=param.dtype, device=param.device) - s.t_origin) / s.t_scale
+        std = torch.as_tensor(s.x_std, dtype=param.dtype, device=param.device)
+        with torch.no_grad():
+            return (self.field(z, tz) * std / s.t_scale).to(x.dtype).cpu()
+
     def predict(
         self,
         x0: Tensor,
