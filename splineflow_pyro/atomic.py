@@ -8,7 +8,7 @@ moment leaves the link on the previous, intact version. ``xr.open_zarr("<name>.z
 the link, so the stores stay plain zarr. The previous version is kept until the next write, so a
 lazy reader that resolved the link keeps working; leftovers of killed writers (version
 directories newer than the current one, temporary links) are removed under the lock by the next
-writer, or by the next reader that finds the store unlocked.
+writer; readers never delete anything.
 
 fsspec URLs (``memory://``, ``s3://``): object stores have no atomic rename, so a write goes to a
 staging prefix, is marked complete, and is then moved into place; recovery finishes or rolls back
@@ -99,57 +99,67 @@ def writer_lock(target: str, timeout: float | None = None) -> Iterator[None]:
             lock.release()
         return
     path = Path(local_path(target))
-    path.parent.mkdir(parents=True, exist_ok=True)
     lock_file = path.parent / f".{path.name}.lock"
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        deadline = time.monotonic() + wait
-        while True:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as e:
+        raise ValueError(
+            f"cannot write the store {path}: {e.filename or path.parent} is not a directory; "
+            "point --storage / $SPLINEFLOW_STORAGE at a directory"
+        ) from None
+    while True:
+        fd = _open_lock(lock_file)
+        try:
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                        raise RuntimeError(
+                            f"another process (pid {holder}) is writing the store {path}; waited "
+                            f"{wait:g} s for its lock {lock_file}. Retry when it has finished, or "
+                            "raise SPLINEFLOW_LOCK_TIMEOUT"
+                        ) from None
+                    time.sleep(0.02)
+            if not _same_file(fd, lock_file):  # removed by a writer that gave up: lock anew
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                continue
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-                    raise RuntimeError(
-                        f"another process (pid {holder}) is writing the store {path}; waited "
-                        f"{wait:g} s for its lock {lock_file}. Retry when it has finished, or "
-                        "raise SPLINEFLOW_LOCK_TIMEOUT"
-                    ) from None
-                time.sleep(0.02)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
-
-def try_recover(target: str) -> None:
-    """Clean leftovers of a killed writer if no writer holds the store right now."""
-    if is_url(target):
-        return  # recovered by the next writer
-    path = Path(local_path(target))
-    lock_file = path.parent / f".{path.name}.lock"
-    if not path.parent.is_dir():
-        return
-    try:
-        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:
-        return  # read-only storage: nothing to clean
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+                yield
+            finally:
+                # An idle lock file is empty, so a failed write leaves every byte as it was;
+                # a lock file made for a store that was never written is removed again.
+                os.ftruncate(fd, 0)
+                if not exists(target):
+                    with contextlib.suppress(OSError):
+                        os.unlink(lock_file)
+                fcntl.flock(fd, fcntl.LOCK_UN)
             return
-        try:
-            recover(target)
         finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+            os.close(fd)
+
+
+def _open_lock(lock_file: Path) -> int:
+    try:
+        return os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    except (IsADirectoryError, NotADirectoryError) as e:
+        raise ValueError(
+            f"lock file {lock_file} is not a regular file ({e.strerror}); remove or rename it "
+            "(it holds no data)"
+        ) from None
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        a, b = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 # --------------------------------------------------------------------------- reading
@@ -189,6 +199,19 @@ def resolve(target: str) -> str:
     if path.exists():
         raise ValueError(f"store {path} is corrupt: not a directory")
     raise FileNotFoundError(f"no store at {path}")
+
+
+def previous_version(target: str) -> str | None:
+    """The version kept before the current one (local stores), or None."""
+    if is_url(target):
+        return None
+    path = Path(local_path(target))
+    versions = _versions_dir(path)
+    if not path.is_symlink() or not versions.is_dir():
+        return None
+    current = Path(os.path.realpath(path)).name
+    older = sorted(c.name for c in versions.iterdir() if c.name < current and c.is_dir())
+    return str(versions / older[-1]) if older else None
 
 
 def list_stores(parent: str, suffix: str = ".zarr") -> list[str]:

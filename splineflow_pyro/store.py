@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -99,15 +100,34 @@ def resolve_storage(storage: str | os.PathLike | None = None) -> str:
     return os.environ.get("SPLINEFLOW_STORAGE") or DEFAULT_STORAGE
 
 
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+NAME_RULE = (
+    "use 1 to 100 characters: letters A-Z a-z, digits, '_', '-', '.', starting with a letter "
+    "or digit, without '..' and not ending in '.zarr' (e.g. 'mouse_hsc')"
+)
+
+
 def check_name(name: str, what: str = "dataset name") -> str:
-    """Refuse names that could escape the storage folder or hide a store."""
+    """Refuse names that could escape the storage folder, hide a store or not be a file name.
+
+    The rule is :data:`NAME_RULE` (regex ``[A-Za-z0-9][A-Za-z0-9_.-]{0,99}``, no ``..``, not
+    ending in ``.zarr``).
+    """
     if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"{what} must be a non-empty string, got {name!r}")
-    bad = [c for c in ("/", "\\", "..") if c in name]
-    if bad or name.startswith(".") or any(ord(c) < 32 for c in name):
-        why = f"contains {bad[0]!r}" if bad else "starts with '.' or has control characters"
-        raise ValueError(f"{what} {name!r} {why}; use letters, digits, '-', '_' (e.g. 'mouse_hsc')")
-    return name
+        raise ValueError(f"{what} must be a non-empty string, got {name!r}; {NAME_RULE}")
+    shown = repr(name) if len(name) <= 60 else repr(name[:40]) + f"... ({len(name)} characters)"
+    if len(name) > 100:
+        why = f"is {len(name)} characters long"
+    elif not _NAME.fullmatch(name):
+        bad = next((c for c in name if not (c.isascii() and (c.isalnum() or c in "_.-"))), None)
+        why = f"contains {bad!r}" if bad is not None else f"starts with {name[0]!r}"
+    elif ".." in name:
+        why = "contains '..'"
+    elif name.lower().endswith(".zarr"):
+        why = "ends in '.zarr'"
+    else:
+        return name
+    raise ValueError(f"{what} {shown} {why}; {NAME_RULE}")
 
 
 def dataset_path(name: str, storage: str | os.PathLike | None = None) -> str:
@@ -120,8 +140,7 @@ def dataset_path(name: str, storage: str | os.PathLike | None = None) -> str:
 
 def open_store(target: str, *, fmt: str) -> xr.Dataset:
     """Open the current version of a store lazily, checking its format and schema version."""
-    atomic.try_recover(target)
-    location = atomic.resolve(target)
+    location = atomic.resolve(target)  # readers never clean up: only writers (under the lock)
     try:
         ds = xr.open_zarr(location, consolidated=True, chunks=None)
     except Exception as e:  # zarr raises many types for damaged metadata
