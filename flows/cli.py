@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, PermissionError, RuntimeError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:
         message = " ".join(str(exc).split())
         print(f"splineflow {args.command}: error: {message}", file=sys.stderr)
         return 1

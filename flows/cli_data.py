@@ -6,6 +6,8 @@ These handlers call :mod:`splineflow_pyro.store` directly (no Prefect).
 from __future__ import annotations
 
 import argparse
+import functools
+import sys
 
 from splineflow_pyro import store
 
@@ -53,6 +55,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_show)
 
 
+def _plain_os_errors(func):  # noqa: ANN001, ANN202
+    """Turn stray ``OSError``s (name too long, not a directory, ...) into one-line errors."""
+
+    @functools.wraps(func)
+    def wrapper(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except (FileNotFoundError, PermissionError):
+            raise
+        except OSError as exc:
+            where = exc.filename or getattr(args, "storage", None) or "the storage"
+            raise ValueError(f"{where}: {exc.strerror or exc}") from None
+
+    return wrapper
+
+
+@_plain_os_errors
 def _ingest(args: argparse.Namespace) -> int:
     features = None
     if args.features:
@@ -92,21 +111,36 @@ def _fmt_times(values: tuple[float, ...], limit: int = 8) -> str:
     return " ".join(text)
 
 
+@_plain_os_errors
 def _datasets(args: argparse.Namespace) -> int:
-    summaries = store.list_datasets(args.storage)
-    if not summaries:
+    names = store.list_dataset_names(args.storage)
+    if not names:
         print(f"no data sets in {store.resolve_storage(args.storage)}")
         return 0
     header = f"{'name':<20} {'kind':<12} {'times':<28} {'rows per time':<28} features"
     print(header)
-    for s in summaries:
+    broken = 0
+    for name in names:  # one broken store must not hide the healthy ones
+        try:
+            s = store.summarize(name, args.storage)
+        except (ValueError, OSError, KeyError) as exc:
+            broken += 1
+            print(f"{name:<20} ERROR: {' '.join(str(exc).split())}")
+            continue
         print(
             f"{s.name:<20} {s.kind:<12} {_fmt_times(s.times):<28} "
             f"{_fmt_times(tuple(float(c) for c in s.counts)):<28} {', '.join(s.features)}"
         )
+    if broken:
+        print(
+            f"splineflow datasets: error: {broken} of {len(names)} data set(s) could not be read",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
+@_plain_os_errors
 def _show(args: argparse.Namespace) -> int:
     s = store.summarize(args.name, args.storage)
     origin = f" since {s.time_origin}" if s.time_origin else ""

@@ -100,13 +100,7 @@ def writer_lock(target: str, timeout: float | None = None) -> Iterator[None]:
         return
     path = Path(local_path(target))
     lock_file = path.parent / f".{path.name}.lock"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError) as e:
-        raise ValueError(
-            f"cannot write the store {path}: {e.filename or path.parent} is not a directory; "
-            "point --storage / $SPLINEFLOW_STORAGE at a directory"
-        ) from None
+    made_parent = not path.parent.exists()
     while True:
         fd = _open_lock(lock_file)
         try:
@@ -138,6 +132,9 @@ def writer_lock(target: str, timeout: float | None = None) -> Iterator[None]:
                 if not exists(target):
                     with contextlib.suppress(OSError):
                         os.unlink(lock_file)
+                    if made_parent:  # only if still empty; a racing writer re-creates it
+                        with contextlib.suppress(OSError):
+                            path.parent.rmdir()
                 fcntl.flock(fd, fcntl.LOCK_UN)
             return
         finally:
@@ -145,6 +142,23 @@ def writer_lock(target: str, timeout: float | None = None) -> Iterator[None]:
 
 
 def _open_lock(lock_file: Path) -> int:
+    for _ in range(100):
+        try:
+            lock_file.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise ValueError(
+                f"cannot write the store next to {lock_file}: {lock_file.parent} or a folder "
+                "above it is not a directory; point --storage / $SPLINEFLOW_STORAGE at a "
+                "directory"
+            ) from None
+        try:
+            return _open_lock_file(lock_file)
+        except FileNotFoundError:  # the folder was removed by a writer that gave up: again
+            continue
+    raise RuntimeError(f"could not create the lock file {lock_file}")
+
+
+def _open_lock_file(lock_file: Path) -> int:
     try:
         return os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
     except (IsADirectoryError, NotADirectoryError) as e:

@@ -89,10 +89,26 @@ def open_results(storage: str | os.PathLike | None = None) -> xr.Dataset:
     if not atomic.exists(target):
         ds = _empty()
     else:
-        ds = open_store(target, fmt="splineflow-results").load()
+        ds = open_store(target, fmt="splineflow-results")
         if "metric" not in ds or ds["metric"].dims != ("run", "metric_name"):
             raise ValueError(
                 f"store {target} is corrupt: variable metric(run, metric_name) missing"
+            )
+        prev = atomic.previous_version(target)
+        fix = f"restore it from {prev} or re-run the evaluations" if prev else (
+            "re-run the evaluations")  # fmt: skip
+        try:
+            ds = ds.load()
+        except Exception as e:  # codecs raise many types for damaged chunks
+            raise ValueError(
+                f"store {target} is corrupt: its arrays cannot be read ({type(e).__name__}: "
+                f"{e}); {fix}"
+            ) from e
+        stored = ds.attrs.get("content_sha256")
+        if stored and _hash(ds) != stored:  # a deleted chunk reads as NaN: metrics vanish
+            raise ValueError(
+                f"store {target} is corrupt: content does not match its content_sha256 "
+                f"({str(stored)[:12]}; a chunk is missing or damaged); {fix}"
             )
     for name in _STRING_COORDS + ("metric_name",):
         ds = ds.assign_coords({name: ds[name].astype(object).astype(str).astype(object)})

@@ -85,6 +85,14 @@ def read_source(
     features: list[str] | tuple[str, ...] | None = None,
 ) -> SourceTable:
     """Read a file, URL, ``synthetic:`` spec, DataFrame or Dataset into a :class:`SourceTable`."""
+    if features is not None:
+        features = [str(f) for f in features]
+        dup = sorted({f for f in features if features.count(f) > 1})
+        if dup:
+            raise ValueError(
+                f"feature(s) {', '.join(map(repr, dup))} given more than once in --features; "
+                "name each feature once"
+            )
     opts = {"time_col": time_col, "sample_col": sample_col, "features": features}
     if isinstance(source, pd.DataFrame):
         sha = _hash_arrays([source[c].to_numpy() for c in source.columns], list(source.columns))
@@ -93,6 +101,10 @@ def read_source(
         sha = _hash_arrays([v.values for v in source.variables.values()], list(source.variables))
         return _from_xarray(source, "<Dataset>", sha, **opts)
     text = os.fspath(source)
+    if not str(text).strip():
+        raise ValueError(
+            f"SOURCE is empty ({text!r}); give a file, directory or synthetic:NAME?n=... spec"
+        )
     if text.startswith("synthetic:"):
         return _synthetic(text)
     path = Path(text)
@@ -104,6 +116,10 @@ def read_source(
         suffix = Path(lower.rsplit(".", 1)[0]).suffix
     if path.is_dir() or suffix == ".zarr":
         return _from_zarr_path(path, **opts)
+    if not path.is_file():
+        raise ValueError(
+            f"source {path} is not a regular file (a device, pipe or socket); give a data file"
+        )
     if path.stat().st_size == 0:
         raise ValueError(f"source file {path} is empty")
     if suffix in TABLE_SUFFIXES:
@@ -206,8 +222,13 @@ def table_from_frame(
     first_row: int = 0,
     time_unit: str | None = None,
     time_origin: str | None = None,
+    candidates: list[str] | None = None,
 ) -> SourceTable:
-    """A :class:`SourceTable` from a long DataFrame (one row per observation)."""
+    """A :class:`SourceTable` from a long DataFrame (one row per observation).
+
+    ``candidates``: the columns that may become features by default (e.g. the data variables
+    of a Dataset, not its coordinates); None = every column.
+    """
     columns = [str(c) for c in frame.columns]
     if len(set(columns)) != len(columns):
         dup = next(c for c in columns if columns.count(c) > 1)
@@ -232,6 +253,13 @@ def table_from_frame(
     rows = np.arange(first_row, first_row + len(frame), dtype=np.int64)
     notes: list[str] = []
     if features:
+        clash = [f for f in features if f in (tcol, scol)]
+        if clash:
+            role = "time" if clash[0] == tcol else "sample"
+            raise ValueError(
+                f"feature {clash[0]!r} is the {role} column of {source}; leave it out of "
+                "--features (or pick another --time-col / --sample-col)"
+            )
         missing = [f for f in features if f not in columns]
         if missing:
             raise ValueError(
@@ -240,7 +268,8 @@ def table_from_frame(
             )
         names = list(features)
     else:
-        names = [c for c in columns if c not in (tcol, scol)]
+        names = [c for c in columns if c not in (tcol, scol)
+                 and (candidates is None or c in candidates)]  # fmt: skip
     values: list[np.ndarray] = []
     kept: list[str] = []
     for col in names:
@@ -310,6 +339,17 @@ def _time_column(
     if not bad.any():
         return numeric.to_numpy(dtype=np.float64, na_value=np.nan)
     parsed = pd.to_datetime(series, format="ISO8601", errors="coerce", utc=True)
+    is_num = numeric.notna().to_numpy()
+    is_date = parsed.notna().to_numpy() & ~is_num
+    if is_num.any() and is_date.any():
+        odd = is_date if is_num.sum() >= is_date.sum() else is_num
+        i = int(np.flatnonzero(odd)[0])
+        j = int(np.flatnonzero(is_num if odd is is_date else is_date)[0])
+        raise ValueError(
+            f"time column {col!r} of {source} mixes numbers and dates: {series.iloc[i]!r} at "
+            f"{row_word} {rows[i]} but {series.iloc[j]!r} at {row_word} {rows[j]}; write every "
+            "time the same way (all numbers or all ISO 8601 datetimes)"
+        )
     if numeric.notna().sum() < parsed.notna().sum():  # mostly datetimes: report a non-datetime
         bad = parsed.isna().to_numpy() & series.notna().to_numpy()
     if bad.any():
@@ -353,20 +393,36 @@ def _labels(
 # --------------------------------------------------------------------------- arrays
 
 
+class _NpzError(ValueError):
+    """A readable npz file without the arrays we need."""
+
+
 def _from_npz(path: Path, features: list[str] | tuple[str, ...] | None) -> SourceTable:
     try:
         with np.load(path, allow_pickle=False) as z:
             keys = list(z.files)
             if "x" not in keys or "t" not in keys:
-                raise ValueError(
+                raise _NpzError(
                     f"npz file {path} must hold arrays 'x' (rows, d) and 't' (rows,); it holds "
                     f"{', '.join(keys) or 'nothing'}"
                 )
             x, t = z["x"], z["t"]
             samples = z["sample"] if "sample" in keys else None
             names = z["features"] if "features" in keys else None
-    except (zipfile.BadZipFile, EOFError, OSError) as e:
-        raise ValueError(f"could not read npz file {path} (truncated or not an .npz): {e}") from e
+    except _NpzError as e:
+        raise ValueError(str(e)) from None
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
+        # numpy falls back to unpickling what is not a zip archive and says allow_pickle=;
+        # never suggest that: unpickling runs arbitrary code
+        reason = (
+            "not a zip archive of .npy arrays (pickled or random bytes?)"
+            if "pickle" in str(e)
+            else f"{type(e).__name__}: {e}"
+        )
+        raise ValueError(
+            f"could not read npz file {path} as an npz archive of arrays x, t (and optional "
+            f"sample): {reason}"
+        ) from None
     if x.ndim == 1:
         x = x[:, None]
     if x.ndim != 2 or t.shape != (x.shape[0],):
@@ -464,7 +520,10 @@ def _from_xarray(ds: xr.Dataset, source: str, sha256: str, **opts: Any) -> Sourc
             time_unit=None if origin else unit,
         )
     frame = ds.to_dataframe().reset_index()
-    return table_from_frame(frame, source, sha256, row_word="row", **opts)
+    # coordinates (dimension indexes included) can be the time or sample column but are never
+    # features by default: only data variables are
+    data_vars = [str(v) for v in ds.data_vars]
+    return table_from_frame(frame, source, sha256, row_word="row", candidates=data_vars, **opts)
 
 
 _PANDAS_UNITS = {"days": "D", "hours": "h", "minutes": "min", "seconds": "s"}
@@ -540,7 +599,8 @@ def _from_h5ad(
 
 # --------------------------------------------------------------------------- synthetic
 
-_SYNTHETIC_KEYS = {"n": int, "p": float, "seed": int, "t_end": float, "dt": float}
+SYNTHETIC_MAX_N = 100_000
+_SYNTHETIC_KEYS = {"n": float, "p": float, "seed": int, "t_end": float, "dt": float}
 
 
 def _synthetic(spec: str) -> SourceTable:
@@ -558,6 +618,13 @@ def _synthetic(spec: str) -> SourceTable:
             params[key] = _SYNTHETIC_KEYS[key](value)
         except ValueError as e:
             raise ValueError(f"parameter {key}={value!r} in {spec} is not a number") from e
+    n = params["n"]
+    if not (np.isfinite(n) and n == int(n) and 1 <= n <= SYNTHETIC_MAX_N):
+        raise ValueError(
+            f"parameter n={n:g} in {spec} is the number of trajectories: n must be a whole "
+            f"number between 1 and {SYNTHETIC_MAX_N}"
+        )
+    params["n"] = int(n)
     if not 0 < params["p"] <= 1:
         raise ValueError(f"p={params['p']} in {spec} must be in (0, 1]")
     try:
