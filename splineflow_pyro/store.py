@@ -274,9 +274,12 @@ def snapshot(name: str, t: float, storage: str | os.PathLike | None = None) -> x
     """The observations at time ``t``: DataArray ``(obs, feature)`` float32, loaded.
 
     Coordinates ``obs_time`` and ``sample`` come along. ``t`` must equal a stored time
-    (float64, exactly or within 1e-12 relative).
+    (float64, exactly or within 1e-12 relative). Reads only that time's rows: the content
+    hash is checked by :func:`open_dataset` and before every append, not here.
     """
-    ds = open_dataset(name, storage)
+    target = _existing_target(name, storage)
+    ds = open_store(target, fmt="splineflow-dataset")
+    _check_dataset(ds, target)
     times = np.asarray(ds["time"].values, dtype=np.float64)
     hits = np.flatnonzero(np.isclose(times, float(t), rtol=1e-12, atol=0.0))
     if hits.size == 0:
