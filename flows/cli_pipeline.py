@@ -84,7 +84,7 @@ def _run(args: argparse.Namespace) -> int:
     summary = flow(config_path=args.config, storage=root)
     for stage in ("ingest", "train", "evaluate"):
         print(f"{stage}: " + ", ".join(f"{n} {what}" for what, n in summary[stage].items()))
-    _print_results(root, dataset=None, method=None, runs=False)
+    _print_results(root, None, None, runs=False, only=_config_datasets(args.config))
     return 0
 
 
@@ -119,9 +119,9 @@ def _train(args: argparse.Namespace) -> int:
     root = _prepare(args)
     from flows.pipeline import train_flow
 
-    paths = train_flow(config_path=args.config, storage=root, progress=True, **_filters(args))
-    for path in paths:
-        print(path)
+    runs = train_flow(config_path=args.config, storage=root, progress=True, **_filters(args))
+    for run in runs:
+        print(f"{run['run']}: {run['status']} -> {run['model']}")
     return 0
 
 
@@ -130,7 +130,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from flows.pipeline import evaluate_flow
 
     evaluate_flow(config_path=args.config, storage=root, **_filters(args))
-    _print_results(root, dataset=args.dataset, method=args.method, runs=False)
+    only = _config_datasets(args.config)
+    _print_results(root, args.dataset, args.method, runs=False, only=only)
     return 0
 
 
@@ -149,9 +150,24 @@ def _results(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_results(root: str, dataset: str | None, method: str | None, runs: bool) -> None:
+def _print_results(
+    root: str,
+    dataset: str | None,
+    method: str | None,
+    runs: bool,
+    only: list[str] | None = None,
+) -> None:
+    """The latest metrics (``only``: restrict to these data sets, e.g. a config's)."""
     from splineflow_pyro import store
     from splineflow_pyro.report import summarise, text_table
 
     frame = store.latest_results(root, dataset=dataset, method=method)
+    if only is not None:
+        frame = frame[frame["dataset"].isin(only)]
     print(text_table(frame if runs else summarise(frame)))
+
+
+def _config_datasets(config_path: str | None) -> list[str]:
+    from flows.pipeline import resolve_config
+
+    return [d.name for d in resolve_config(config_path).datasets]

@@ -7,6 +7,7 @@ the CLI can call it. ``nightly`` reports per stage what it did and what the cach
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -15,6 +16,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.futures import wait
 
+from flows import CONFIG_ENV
 from flows.tasks import (
     evaluate_task,
     ingest_options,
@@ -29,8 +31,10 @@ from splineflow_pyro.runs import RunSpec, plan_runs
 
 
 def resolve_config(config_path: str | None) -> PipelineConfig:
-    """The pipeline configuration in ``config_path``, or the built-in default."""
-    return load_config(config_path) if config_path else DEFAULT_CONFIG
+    """The configuration in ``config_path``, else in ``$SPLINEFLOW_CONFIG``, else the
+    built-in demo."""
+    path = config_path or os.environ.get(CONFIG_ENV)
+    return load_config(path) if path else DEFAULT_CONFIG
 
 
 def select_runs(
@@ -83,8 +87,11 @@ def train_flow(
     heldout: float | None = None,
     seed: int | None = None,
     progress: bool = False,
-) -> list[str]:
-    """Train the configuration's runs (optionally filtered); returns the model paths."""
+) -> list[dict[str, str]]:
+    """Train the configuration's runs (optionally filtered).
+
+    Returns, per run, its label, model path and whether it was ``trained`` or ``cached``.
+    """
     root = store.resolve_storage(storage)
     specs = select_runs(
         plan_runs(resolve_config(config_path), root),
@@ -94,7 +101,13 @@ def train_flow(
         seed=seed,
     )
     task = train_task.with_options(result_storage=result_storage(root))
-    return [task(spec, root, progress) for spec in specs]
+    done = []
+    for spec in specs:
+        state = task(spec, root, progress, return_state=True)
+        status = "cached" if state.name == "Cached" else "trained"
+        path = state.result()  # raises the task's own error when it failed
+        done.append({"run": spec.label, "model": path, "status": status})
+    return done
 
 
 @flow(name="evaluate", log_prints=False)

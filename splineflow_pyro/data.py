@@ -81,7 +81,7 @@ class SnapshotData:
 
 def tracked_from_dataset(ds: xr.Dataset) -> TrackedData:
     """Dense tracked trajectories from a dataset store (``kind = trajectories``)."""
-    times = np.asarray(ds["time"].values, dtype=np.float64)
+    times = np.array(ds["time"].values, dtype=np.float64)  # copies: store arrays are read-only
     obs_time = np.asarray(ds["obs_time"].values, dtype=np.float64)
     sample = np.asarray(ds["sample"].values, dtype=np.int64)
     x = np.asarray(ds["x"].values, dtype=np.float64)
@@ -101,9 +101,9 @@ def tracked_from_dataset(ds: xr.Dataset) -> TrackedData:
 
 def snapshots_from_dataset(ds: xr.Dataset) -> SnapshotData:
     """Per-time marginals from a dataset store (``kind = snapshots``)."""
-    times = np.asarray(ds["time"].values, dtype=np.float64)
+    times = np.array(ds["time"].values, dtype=np.float64)  # copies: store arrays are read-only
     counts = np.asarray(ds["count"].values, dtype=np.int64)
-    x = np.asarray(ds["x"].values, dtype=np.float64)
+    x = np.array(ds["x"].values, dtype=np.float64)
     bounds = np.concatenate([[0], np.cumsum(counts)])
     marginals = tuple(
         torch.from_numpy(x[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)
