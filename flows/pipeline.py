@@ -63,6 +63,18 @@ def select_runs(
     return chosen
 
 
+def _planned(
+    config_path: str | None,
+    root: str,
+    dataset: str | None,
+    method: str | None,
+    heldout: float | None,
+    seed: int | None,
+) -> list[RunSpec]:
+    runs = plan_runs(resolve_config(config_path), root)
+    return select_runs(runs, dataset=dataset, method=method, heldout=heldout, seed=seed)
+
+
 @flow(name="ingest", log_prints=False)
 def ingest_flow(
     source: str,
@@ -93,13 +105,7 @@ def train_flow(
     Returns, per run, its label, model path and whether it was ``trained`` or ``cached``.
     """
     root = store.resolve_storage(storage)
-    specs = select_runs(
-        plan_runs(resolve_config(config_path), root),
-        dataset=dataset,
-        method=method,
-        heldout=heldout,
-        seed=seed,
-    )
+    specs = _planned(config_path, root, dataset, method, heldout, seed)
     task = train_task.with_options(result_storage=result_storage(root))
     done = []
     for spec in specs:
@@ -122,13 +128,7 @@ def evaluate_flow(
     """Evaluate the configuration's trained runs (optionally filtered)."""
     root = store.resolve_storage(storage)
     store.open_results(root)  # a damaged results store fails before any evaluation
-    specs = select_runs(
-        plan_runs(resolve_config(config_path), root),
-        dataset=dataset,
-        method=method,
-        heldout=heldout,
-        seed=seed,
-    )
+    specs = _planned(config_path, root, dataset, method, heldout, seed)
     task = evaluate_task.with_options(result_storage=result_storage(root))
     return [task(spec, root) for spec in specs]
 
