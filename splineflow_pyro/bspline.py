@@ -60,6 +60,11 @@ class BSpline:
         Taylor coefficients ``c_j`` of ``S`` on each slot, ``S = sum_j c_j (t - break)**j``
         (series-major, ``K >= 1`` the largest degree); the hold slots are ``(y, 0, ..)``.
         NaN for series without observation.
+    grid, grid_slot : Tensor or None
+        Shared 1-D times ``(n,)`` of a masked fit and the flat table index
+        ``s * I + slot`` of every series at each of them, ``(batch, n, dim)`` int32: the
+        search of a query is then one search on ``grid`` and one gather (``None`` when not
+        available, e.g. per-sample times or an even degree >= 2).
     """
 
     control_points: Tensor
@@ -70,6 +75,8 @@ class BSpline:
     upper: Tensor
     breaks: Tensor
     table: Tensor
+    grid: Tensor | None = None
+    grid_slot: Tensor | None = None
 
     @property
     def batch(self) -> int:
@@ -216,16 +223,67 @@ class BSpline:
         step = batch if grad else max(1, _POINTS_PER_CHUNK // max(1, m * dim))
         top = self.upper.max()
         x = torch.clamp(x, self.breaks[..., 0].min(), top.nextafter(top.new_tensor(torch.inf)))
+        chunk = self._chunk
+        if self.grid_slot is not None and x.shape[0] == 1:
+            chunk = self._grid_chunker(x)
         if step >= batch:
-            return self._chunk(x, 0, batch, value, slope, None, None)
+            return chunk(x, 0, batch, value, slope, None, None)
         outs = tuple(
             torch.empty(batch, m, dim, dtype=self.dtype, device=self.device) if want else None
             for want in (value, slope)
         )
         work = _Workspace(self.dtype, self.device)
         for b0 in range(0, batch, step):
-            self._chunk(x, b0, min(batch, b0 + step), value, slope, outs, work)
+            chunk(x, b0, min(batch, b0 + step), value, slope, outs, work)
         return outs
+
+    def _grid_chunker(self, x: Tensor):
+        """Chunk evaluator for shared queries on a spline with ``grid_slot``.
+
+        ``j(q)`` = index of the last grid time ``<= q`` (one small search). At a grid time
+        the slot is ``grid_slot[:, j]``; strictly between grid times only the hold slot
+        after the last observation differs (``grid[j] <= t_last < q``: one more); before the grid
+        every series is in slot 0.
+        """
+        grid = self.grid
+        q = x.reshape(-1)
+        j = torch.searchsorted(grid, q, right=True).sub_(1)
+        before = j < 0
+        j.clamp_(min=0)
+        inside = (grid[j] != q) & ~before
+        n_slots = self.breaks.shape[-1]
+        cols_before = before.nonzero().squeeze(1) if bool(before.any()) else None
+        cols_inside = inside.nonzero().squeeze(1) if bool(inside.any()) else None
+
+        def chunk(x, b0, b1, value, slope, outs, work):
+            dim, m, nb = self.dim, q.shape[0], b1 - b0
+            w = (lambda name, shape, dtype=None: None) if work is None else work.get
+            idx = w("idx", (nb, m, dim), torch.int32)
+            idx = torch.index_select(self.grid_slot[b0:b1], 1, j, out=idx)
+            if cols_before is not None:
+                base = torch.arange(b0 * dim, b1 * dim, device=q.device, dtype=torch.int32)
+                idx[:, cols_before] = (base * n_slots).view(nb, 1, dim)
+            if cols_inside is not None:
+                upper = self.upper[b0:b1, None, :]
+                hold = q[cols_inside].view(1, -1, 1) > upper
+                hold &= grid[j[cols_inside]].view(1, -1, 1) <= upper
+                hold &= self.degree[b0:b1, None, :] >= 1
+                idx[:, cols_inside] += hold.to(torch.int32)
+            flat = idx.view(-1)
+            breaks = self.breaks.view(-1)
+            at = w("at", (nb * m * dim,), breaks.dtype)
+            at = torch.index_select(breaks, 0, flat, out=at).view(nb, m, dim)
+            dx = torch.sub(q.view(1, m, 1), at, out=w("dx", (nb, m, dim))).to(self.dtype)
+            k = self.table.shape[0] - 1
+            coef = w("coef", (k + 1, nb * m * dim))
+            if coef is None:
+                coef = self.table.index_select(1, flat)
+            else:
+                for i in range(k + 1):
+                    torch.index_select(self.table[i], 0, flat, out=coef[i])
+            return self._horner(coef.view(k + 1, nb, m, dim), dx, value, slope, outs, b0, b1, w)
+
+        return chunk
 
     def _chunk(self, x: Tensor, b0: int, b1: int, value: bool, slope: bool, outs, work):
         """Samples ``b0:b1``: search, gather the Taylor coefficients, Horner.
@@ -264,7 +322,12 @@ class BSpline:
             for j in range(k + 1):
                 torch.index_select(rows[j], 0, index, out=coef[j])
         coef = coef.view(k + 1, nb, m, dim)
-        dx = dx.to(self.dtype)
+        return self._horner(coef, dx.to(self.dtype), value, slope, outs, b0, b1, w)
+
+    @staticmethod
+    def _horner(coef: Tensor, dx: Tensor, value: bool, slope: bool, outs, b0: int, b1: int, w):
+        """``p = sum_j coef[j] dx**j`` and ``p'``, into ``outs[.][b0:b1]`` when given."""
+        k = coef.shape[0] - 1
         out_v = None if outs is None or outs[0] is None else outs[0][b0:b1]
         out_d = None if outs is None or outs[1] is None else outs[1][b0:b1]
         if not slope:

@@ -49,14 +49,14 @@ def _allocate(n_obs: Tensor, degree: int, r: int, tdtype, vdtype) -> tuple[_Tabl
     k_max = max(present, default=1)
     n = max(max(largest), 1)
     n_pieces = max([largest[k + 1] - k for k in present], default=1) + 2
-    nan, inf = float("nan"), float("inf")
+    # Every entry is written by the fit (see ``_fit_chunk`` and ``_store``): no fill here.
     tables = _Tables(
-        obs_times=torch.full((g, n), inf, dtype=tdtype, device=dev),
-        lower=torch.zeros(g, dtype=tdtype, device=dev),
-        upper=torch.zeros(g, dtype=tdtype, device=dev),
-        breaks=torch.full((g, n_pieces), inf, dtype=tdtype, device=dev),
-        table=torch.zeros(k_max + 1, g, r, n_pieces, dtype=vdtype, device=dev),
-        control=torch.full((g, r, n), nan, dtype=vdtype, device=dev),
+        obs_times=torch.empty((g, n), dtype=tdtype, device=dev),
+        lower=torch.empty(g, dtype=tdtype, device=dev),
+        upper=torch.empty(g, dtype=tdtype, device=dev),
+        breaks=torch.empty((g, n_pieces), dtype=tdtype, device=dev),
+        table=torch.empty(k_max + 1, g, r, n_pieces, dtype=vdtype, device=dev),
+        control=torch.empty((g, r, n), dtype=vdtype, device=dev),
         degree=deg,
         workspace=torch.empty(0, dtype=vdtype, device=dev),
     )
@@ -113,6 +113,10 @@ def fit_fields(times: Tensor, values: Tensor, degree: int, mask: Tensor | None) 
     first = out.lower[seen].min() if bool(seen.any()) else out.lower.new_zeros(())
     out.breaks[:, 0] = first.nextafter(first.new_tensor(-float("inf")))
 
+    grid_slot = None
+    if mask is not None and times.ndim == 1:
+        grid_slot = _grid_slots(times, mask, n_obs, out.degree, out.upper, out.breaks.shape[1])
+
     def per_set(x: Tensor) -> Tensor:
         return x.reshape(*sets, *x.shape[1:])
 
@@ -125,7 +129,52 @@ def fit_fields(times: Tensor, values: Tensor, degree: int, mask: Tensor | None) 
         "upper": per_set(out.upper),
         "breaks": per_set(out.breaks),
         "table": out.table.reshape(k_max + 1, -1),
+        "grid": None if grid_slot is None else times.clone(),
+        "grid_slot": grid_slot,
     }
+
+
+def _grid_slots(
+    times: Tensor, mask: Tensor, n_obs: Tensor, degree: Tensor, upper: Tensor, n_slots: int
+) -> Tensor | None:
+    """Flat table index ``s * I + slot`` of every series ``s`` at every shared time.
+
+    ``out[b, j, f]`` is the slot of series ``(b, f)`` at ``t = times[j]``. The observed
+    times are a subset of the shared grid, so the number ``c`` of observed times ``<= t``
+    is the running count of the mask. For an odd degree ``k`` the breaks are observed
+    times (``t_0``, then ``t_i`` for ``i >= k + 1 - (k + 1) // 2``), so the slot is
+    ``min(clamp(c - shift, 1, P), c)`` with ``shift = k - (k + 1) // 2`` and
+    ``P = n_obs - k`` pieces, plus one (the hold slot ``P + 1``) at grid times after the
+    last observation; degrees 0 and -1 always use slot 0. ``None`` when the grid is not
+    finite and strictly increasing, when an even degree >= 2 is present (midpoint
+    breaks) or when the index does not fit int32. Between grid times only the hold slot
+    differs (see :meth:`BSpline._grid_chunker`).
+    """
+    batch, n, d = mask.shape
+    if n == 0 or batch * d * n_slots >= 2**31 - 1:
+        return None
+    if not bool(torch.isfinite(times).all()) or not bool((times[1:] > times[:-1]).all()):
+        return None
+    if bool(((degree >= 2) & (degree % 2 == 0)).any()):
+        return None
+    i32 = torch.int32
+    # Per-series constants, shape (S, 1): the work runs in (series, time) layout, where
+    # they broadcast along the contiguous time axis.
+    deg = degree.to(i32)[:, None]
+    odd = deg >= 1
+    shift = torch.where(odd, deg - (deg + 1) // 2, 0)
+    top = torch.where(odd, n_obs.to(i32)[:, None] - deg, 0)  # P = n_obs - k
+    base = torch.arange(0, batch * d * n_slots, n_slots, dtype=i32, device=mask.device)[:, None]
+    count = mask.transpose(1, 2).reshape(batch * d, n).cumsum(1, dtype=i32)
+    # slot = min(clamp(c - shift, 1, P), c): 0 before t_0 (c = 0), 1 .. P inside; + base.
+    slot = torch.add(count, base - shift)
+    slot = torch.clamp(slot, base + 1, base + top, out=slot)
+    slot = torch.minimum(slot, count.add_(base), out=slot)
+    last = torch.where(odd, upper[:, None], torch.inf).view(batch, d, 1)
+    hold = times > last  # hold slot after the last observed time
+    out = torch.empty(batch, n, d, dtype=i32, device=mask.device)
+    torch.add(slot.view(batch, d, n), hold, out=out.transpose(1, 2))
+    return out
 
 
 def _compact(
@@ -136,21 +185,21 @@ def _compact(
     Returns ``tc (N, S)`` times (padding repeats the last observed time), ``vc (N, S)``
     values (padding 0) and ``n_obs (S,)``, with ``S = batch * d`` series in (sample, feature)
     order and ``N = n_max``. ``offset`` is the chunk's first sample (for errors). Unobserved
-    entries are scattered to a discarded row ``N``.
+    entries are scattered to a discarded row 0 (observed entry ``j`` goes to row ``j + 1``).
     """
     batch, n, d = values.shape
-    observed = mask.permute(1, 0, 2)
+    observed = mask.permute(1, 0, 2).contiguous()  # contiguous: the ops below are faster
     rank = observed.cumsum(0)
     n_obs = rank[-1].reshape(-1).clone() if n else rank.new_zeros(batch * d)
-    rank = rank.sub_(1).masked_fill_(~observed, n_max)
+    rank.mul_(observed)  # 1-based row of each observed entry, 0 (discarded) otherwise
     src = times[:, None, None] if times.ndim == 1 else times.T[:, :, None]
     tc = times.new_empty(n_max + 1, batch, d).scatter_(0, rank, src.expand(n, batch, d))
-    tc = tc[:n_max].view(n_max, batch * d)
+    tc = tc[1:].view(n_max, batch * d)
     fill = torch.arange(n_max, device=tc.device)[:, None]
     tc = tc.gather(0, torch.minimum(fill, (n_obs - 1).clamp(min=0)[None, :]))
     check_increasing_series(tc, n_obs, mask, times.ndim == 1, offset)
     vc = values.new_zeros(n_max + 1, batch, d).scatter_(0, rank, values.permute(1, 0, 2))
-    return tc, vc[:n_max].view(n_max, batch * d), n_obs
+    return tc, vc[1:].view(n_max, batch * d), n_obs
 
 
 def _fit_chunk(
@@ -167,14 +216,20 @@ def _fit_chunk(
     rank = torch.arange(n, device=tc.device)[:, None]
     out.obs_times[here, :n] = torch.where(rank < n_obs, tc, float("inf")).T
     counts = torch.bincount(deg + 1, minlength=degree + 2).tolist()
+    nan, inf = float("nan"), float("inf")
     if counts[0]:
         at = s0 + empty.nonzero().squeeze(1)
-        out.table[:, at] = float("nan")
+        out.table[:, at] = nan
+        out.control[at] = nan
+        out.breaks[at] = inf
     if counts[1]:
         idx = (deg == 0).nonzero().squeeze(1)
         at = s0 + idx
         out.control[at, :, 0] = rhs[0, idx]
+        out.control[at, :, 1:] = nan
         out.table[0, at, :, 0] = rhs[0, idx]
+        out.table[1:, at, :, 0] = 0
+        out.breaks[at] = inf
     for k in range(1, degree + 1):
         if not counts[k + 1]:
             continue
@@ -220,17 +275,21 @@ def _store(out: _Tables, at, rank, sub, k, knots, control, coefs, values) -> Non
     n_k, m = control.shape[0], table.shape[1] - 2
     keep = rank[:n_k, :, None] < sub[:, None]
     out.control[at, :, :n_k] = torch.where(keep, control, float("nan")).permute(1, 2, 0)
+    if n_k < out.control.shape[2]:
+        out.control[at, :, n_k:] = float("nan")
     inf = float("inf")
-    brk = knots.new_full((m + 2, knots.shape[1]), inf)
+    brk = knots.new_full((out.breaks.shape[1], knots.shape[1]), inf)
     brk[1 : m + 1] = torch.where(rank[:m] < sub - k, knots[k : k + m], inf)
     after = (sub - k + 1)[None]
     upper = knots.gather(0, after + 2 * k - 1)
     brk.scatter_(0, after, upper.nextafter(upper.new_tensor(inf)))
-    out.breaks[at, : m + 2] = brk.T
+    out.breaks[at] = brk.T
     last = (sub - 1).view(1, -1, 1).expand(1, -1, values.shape[2])
     hold = torch.cat([values.gather(0, last), values.new_zeros(k, *last.shape[1:])], 0)
     table.scatter_(1, after.view(1, 1, -1, 1).expand(k + 1, 1, *hold.shape[1:]), hold[:, None])
     out.table[: k + 1, at, :, : m + 2] = table.permute(0, 2, 3, 1)
+    if k + 1 < out.table.shape[0]:  # higher coefficients of a lower-degree group
+        out.table[k + 1 :, at, :, : m + 2] = 0
 
 
 def knot_table(obs_times: Tensor, n_obs: Tensor, degree: Tensor) -> Tensor:
