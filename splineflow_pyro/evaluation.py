@@ -121,17 +121,18 @@ def evaluate_tracked(
     times = test.times
     truth = test.values
     preds = torch.full_like(truth, torch.nan)
+    train_mean = _train_mean(train)
     for k in torch.unique(first_idx).tolist():
         rows = torch.nonzero(first_idx == k).flatten()
         x0 = truth[rows, k]
-        x0 = torch.where(torch.isfinite(x0), x0, _train_mean(train)[k].expand_as(x0))
+        x0 = torch.where(torch.isfinite(x0), x0, train_mean[k].expand_as(x0))
         traj = model.predict(
             x0, float(times[k]), times, method=config.solver, step_size=config.step_size
         )
         preds[rows] = traj.permute(1, 0, 2)
     std = torch.as_tensor(model.scaler.x_std, dtype=torch.float64)
     constant = truth[torch.arange(len(truth)), first_idx][:, None, :].expand_as(truth)
-    mean_traj = _train_mean(train)[None].expand_as(truth)
+    mean_traj = train_mean[None].expand_as(truth)
     values: dict[str, float] = {}
     for prefix, guess in (("", preds), ("constant_", constant), ("mean_", mean_traj)):
         values[f"{prefix}mse"] = metrics.trajectory_mse(guess, truth, test.mask)

@@ -98,6 +98,11 @@ class ConditionalPath(ABC):
         """``mu'_t``: ``t (batch,)`` -> ``(batch, d)``."""
         return spline.derivative(t[:, None])[:, 0]
 
+    def mean_and_velocity(self, spline: BSpline, t: Tensor) -> tuple[Tensor, Tensor]:
+        """``(mu_t, mu'_t)``, each ``(batch, d)``, from one interval search."""
+        value, slope = spline.evaluate_and_derivative(t[:, None])
+        return value[:, 0], slope[:, 0]
+
     def std(self, spline: BSpline, t: Tensor) -> tuple[Tensor, Tensor]:
         """``(sigma_t, sigma'_t)``, each ``(batch, d)``, for ``t (batch,)``."""
         shape = (spline.batch, spline.dim)
@@ -163,8 +168,7 @@ class ConditionalPath(ABC):
             t = self.sample_times(spline, generator=generator)
         else:
             t = torch.as_tensor(t, dtype=spline.dtype, device=spline.device)
-        mu = self.mean(spline, t)
-        u = self.velocity(spline, t)
+        mu, u = self.mean_and_velocity(spline, t)
         sigma_t = noise = None
         if self.sigma > 0:
             sigma_t, dsigma = self.std(spline, t)
