@@ -5,26 +5,35 @@ What is measured
 For each benchmark system (``decay``, ``harmonic``, ``damped_harmonic``, ``lotka_volterra``,
 ``lorenz``) one data set of ``--n`` trajectories on the 200-point grid 0, 0.05, ..., 9.95 is
 simulated (:func:`splineflow_pyro.systems.simulate`, one parameter draw from ``--seed``). For
-each missing-entry probability p (default 0 and 0.5) every (trajectory, time, feature) entry is
-dropped with probability p (:func:`~splineflow_pyro.systems.irregular_mask`; the first time is
-always kept), the trajectories are split 80/20 by trajectory (seed 0), and two velocity fields
-are trained on the same training trajectories with the same settings and seed:
+each missing-entry probability p (default 0, 0.5 and 0.75) every (trajectory, time, feature)
+entry is dropped with probability p (:func:`~splineflow_pyro.systems.irregular_mask`; the
+first time is always kept), the trajectories are split 80/20 by trajectory (seed 0), and two
+velocity fields are trained on the same training trajectories with the same settings and seed:
 
 - SplineFlow, degree 3 (not-a-knot cubic B-spline paths), and
 - degree 1 (piecewise-linear paths: the OT-CFM / MMFM-linear baseline).
 
+Both degrees of a system use the same feature transform (``train.transform``, see
+:data:`TRANSFORMS`): ``log`` for Lotka-Volterra, whose positive populations swing over
+about 5 orders of magnitude, so paths and flow are fitted in log coordinates and the
+predictions mapped back with exp; no transform elsewhere. ``--no-transform`` trains every
+system untransformed. The transforms used are recorded in ``settings.transforms``.
+
 Each model rolls out the held-out trajectories from their first observation x(t0)
 (:func:`~splineflow_pyro.evaluation.evaluate_tracked`, fixed-step RK4 by default) and the MSE
 at the observed entries is reported raw (``mse``) and z-scored with the training standard
-deviation (``mse_z``), beside the two trivial baselines of the evaluation: every state held at
-its first observation (``constant_mse_z``) and the mean training trajectory
-(``mean_mse_z``). The check ``deg3_beats_deg1`` compares ``mse_z`` of the two degrees.
+deviation in data units (``mse_z``, whatever the transform), beside the two trivial baselines
+of the evaluation: every state held at its first observation (``constant_mse_z``) and the
+mean training trajectory (``mean_mse_z``). The check ``deg3_beats_deg1`` compares ``mse_z``
+of the two degrees; the issue requires it at p = 0 and 0.5 (p = 0.75 is run for the
+paper's values).
 
 Usage
 -----
-``python benchmarks/accuracy_ode.py``             full run (about 10-20 minutes on 2 CPU cores)
+``python benchmarks/accuracy_ode.py``             full run (about 15 minutes on 2 CPU cores)
 ``python benchmarks/accuracy_ode.py --quick``     smoke version (about a minute)
 ``python benchmarks/accuracy_ode.py --systems harmonic lorenz --steps 2000 --n 300``
+``python benchmarks/accuracy_ode.py --systems lotka_volterra --no-transform``
 
 Prints one JSON line at the end and writes the same content to
 ``benchmarks/results/accuracy_ode.json`` (``--output`` to change).
@@ -33,6 +42,7 @@ Prints one JSON line at the end and writes the same content to
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -55,11 +65,19 @@ RESULTS = Path(__file__).resolve().parent / "results" / "accuracy_ode.json"
 DEGREES = (3, 1)
 # degree 3 must beat degree 1 on these systems at every p (the issue's acceptance check)
 MUST_BEAT = ("harmonic", "damped_harmonic", "lotka_volterra")
+MUST_BEAT_P = ("0.0", "0.5")  # the issue's two missing rates; 0.75 is run for the paper values
 # SplineFlow paper (arXiv 2601.23072), z-scored MSE of degree 3; keyed by missing probability
 PAPER = {
     "harmonic": {"0.0": 3.7e-4, "0.75": 1.1e-3},
     "damped_harmonic": {"0.0": 9.5e-5, "0.75": 4.8e-5},
 }
+# Feature transform per system (train.transform; "none" when absent). Lotka-Volterra
+# populations are positive and swing over about 5 orders of magnitude (troughs near 1e-3,
+# peaks of 150-300 with the default draw): in data units the paths and the loss are
+# dominated by the sharp peaks and the troughs are lost; in log coordinates the cycles are
+# smooth and well scaled (mse_z about 30x lower at 3000 steps), and exp keeps predictions
+# positive.
+TRANSFORMS = {"lotka_volterra": "log"}
 METRICS = ("mse_z", "mse", "constant_mse_z", "mean_mse_z", "constant_mse", "mean_mse")
 
 
@@ -130,7 +148,8 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         cell["deg3_beats_deg1"]
         for system, cells in table.items()
         if system in MUST_BEAT
-        for cell in cells.values()
+        for p, cell in cells.items()
+        if p in MUST_BEAT_P
     ]
     gaps = {
         system: {
@@ -161,7 +180,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke version (about a minute)")
     parser.add_argument("--systems", nargs="+", choices=sorted(SYSTEMS), default=list(SYSTEMS))
-    parser.add_argument("--p", nargs="+", type=float, default=[0.0, 0.5], help="missing prob.")
+    parser.add_argument(
+        "--p", nargs="+", type=float, default=[0.0, 0.5, 0.75], help="missing probabilities"
+    )
     parser.add_argument("--n", type=int, default=None, help="trajectories (default 500)")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default 5000)")
     parser.add_argument("--batch", type=int, default=256)
@@ -173,6 +194,9 @@ def main() -> None:
     parser.add_argument("--max-test", type=int, default=None, help="cap on test trajectories")
     parser.add_argument("--seed", type=int, default=0, help="data and training seed")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument(
+        "--no-transform", action="store_true", help="train every system untransformed"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
 
@@ -180,7 +204,7 @@ def main() -> None:
     steps = args.steps or (300 if args.quick else 5000)
     step_size = args.step_size or (0.05 if args.quick else 0.01)
     torch.set_num_threads(args.threads)
-    train = TrainConfig(
+    base = TrainConfig(
         steps=steps,
         batch_size=args.batch,
         lr=args.lr,
@@ -190,11 +214,17 @@ def main() -> None:
         device="cpu",
     )
     evaluation = EvalConfig(solver=args.solver, step_size=step_size)
+    transforms = {
+        system: "none" if args.no_transform else TRANSFORMS.get(system, "none")
+        for system in args.systems
+    }
 
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
     params: dict[str, dict[str, float]] = {}
     for system in args.systems:
+        # the same transform for both degrees: a fair comparison
+        train = dataclasses.replace(base, transform=transforms[system])
         for p in args.p:
             train_data, test_data, params[system] = tracked_data(system, n, p, args.seed)
             if args.max_test is not None:
@@ -205,7 +235,8 @@ def main() -> None:
                 )
                 rows.append(row)
                 print(
-                    f"{system:>16} p={p:<4} degree {degree}: mse_z {row['mse_z']} "
+                    f"{system:>16} p={p:<4} degree {degree} ({train.transform}): "
+                    f"mse_z {row['mse_z']} "
                     f"(constant {row['constant_mse_z']:.3g}, mean {row['mean_mse_z']:.3g}) "
                     f"fit {row['fit_s']}s",
                     flush=True,
@@ -226,8 +257,9 @@ def main() -> None:
             "width": args.width,
             "depth": args.depth,
             "lr": args.lr,
-            "weight_decay": train.weight_decay,
-            "activation": train.activation,
+            "weight_decay": base.weight_decay,
+            "activation": base.activation,
+            "transforms": transforms,
             "solver": args.solver,
             "step_size": step_size,
             "seed": args.seed,

@@ -3,4 +3,4 @@
 The library computes and stores; orchestration lives in the ``flows`` package.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

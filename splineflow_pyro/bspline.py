@@ -17,11 +17,12 @@ and a Horner scheme, in chunks through one reused workspace.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor
 
-from splineflow_pyro.bspline_build import fit_fields, knot_table
+from splineflow_pyro.bspline_build import control_points, fit_fields, knot_table
 from splineflow_pyro.bspline_checks import MAX_DEGREE as _MAX_DEGREE
 from splineflow_pyro.bspline_checks import check_inputs, check_queries
 
@@ -42,12 +43,11 @@ class BSpline:
 
     Attributes
     ----------
-    control_points : Tensor, shape (batch, dim, N), dtype V
-        Control points per series (scipy's ``BSpline.c``), NaN-padded.
     degree : Tensor, shape (batch, dim), int64
         Degree used per series; 0 for one observation, -1 for none.
     obs_times : Tensor, shape (bk, dk, N), dtype T
-        Observed times, compacted to the front, padded with ``+inf``.
+        Observed times, compacted to the front, padded with ``+inf`` (a view of
+        observation-major storage).
     n_obs : Tensor, shape (bk, dk), int64
         Number of observations per knot set.
     lower, upper : Tensor, shape (bk, dk), dtype T
@@ -55,19 +55,20 @@ class BSpline:
     breaks : Tensor, shape (bk, dk, I), dtype T
         The search table of the slots: slot 0 (flat hold before the first time; break just
         below the first time of all series), the left end of each polynomial piece, the
-        hold after the last time (break ``nextafter(t_last, inf)``), then ``+inf``.
-    table : Tensor, shape (K + 1, batch * dim * I), dtype V
+        hold after the last time (break ``nextafter(t_last, inf)``), then ``+inf`` (a view
+        of slot-major storage ``(I, bk * dk)``).
+    table : Tensor, shape (K + 1, I * batch * dim), dtype V
         Taylor coefficients ``c_j`` of ``S`` on each slot, ``S = sum_j c_j (t - break)**j``
-        (series-major, ``K >= 1`` the largest degree); the hold slots are ``(y, 0, ..)``.
-        NaN for series without observation.
+        (``K >= 1`` the largest degree), slot-major: series ``s = b * dim + f`` in slot
+        ``i`` is column ``i * batch * dim + s`` (the fit writes it without a transpose).
+        The hold slots are ``(y, 0, ..)``; NaN for series without observation.
     grid, grid_slot : Tensor or None
         Shared 1-D times ``(n,)`` of a masked fit and the flat table index
-        ``s * I + slot`` of every series at each of them, ``(batch, n, dim)`` int32: the
+        ``slot * batch * dim + s`` of every series at each of them, ``(n, batch, dim)`` int32: the
         search of a query is then one search on ``grid`` and one gather (``None`` when not
         available, e.g. per-sample times or an even degree >= 2).
     """
 
-    control_points: Tensor
     degree: Tensor
     obs_times: Tensor
     n_obs: Tensor
@@ -81,12 +82,12 @@ class BSpline:
     @property
     def batch(self) -> int:
         """Number of samples."""
-        return self.control_points.shape[0]
+        return self.degree.shape[0]
 
     @property
     def dim(self) -> int:
         """Number of features."""
-        return self.control_points.shape[1]
+        return self.degree.shape[1]
 
     @property
     def dtype(self) -> torch.dtype:
@@ -154,6 +155,45 @@ class BSpline:
         flat = self.obs_times.reshape(bk * dk, -1)
         return knot_table(flat, self.n_obs.reshape(-1), degree).reshape(bk, dk, -1)
 
+    def select(self, rows: Tensor) -> BSpline:
+        """The splines of samples ``rows`` (int64 ``(r,)``, repeats allowed), in that order.
+
+        Copies only their columns of the table: a training step that draws a minibatch of
+        samples then evaluates ``r`` samples, not the whole data set. The shared-grid lookup
+        is dropped (the per-series search serves per-sample queries).
+        """
+        rows = torch.as_tensor(rows, dtype=torch.long, device=self.device)
+        batch, dim = self.batch, self.dim
+
+        def per_sample(x: Tensor) -> Tensor:  # knot-set fields: (bk, dk, ...)
+            return x if x.shape[0] == 1 else x.index_select(0, rows)
+
+        table = self.table.view(self.table.shape[0], -1, batch, dim).index_select(2, rows)
+        return BSpline(
+            degree=self.degree.index_select(0, rows),
+            obs_times=per_sample(self.obs_times),
+            n_obs=per_sample(self.n_obs),
+            lower=per_sample(self.lower),
+            upper=per_sample(self.upper),
+            breaks=per_sample(self.breaks),
+            table=table.reshape(table.shape[0], -1),
+        )
+
+    @cached_property
+    def control_points(self) -> Tensor:
+        """Control points per series (scipy's ``BSpline.c``), ``(batch, dim, N)``, NaN-padded.
+
+        Derived on first use from the Taylor table (the fit stores only what evaluation
+        needs).
+        """
+        shape = (self.batch, self.dim)
+        knots = self.knots().expand(*shape, -1).reshape(self.batch * self.dim, -1)
+        n_obs = self.n_obs.expand(shape).reshape(-1)
+        table = self.table.view(self.table.shape[0], -1, self.batch * self.dim)
+        breaks = self._rows[0].expand(*shape, -1).reshape(self.batch * self.dim, -1)
+        control = control_points(table, breaks, knots, n_obs, self.degree.reshape(-1))
+        return control.reshape(*shape, -1)
+
     def span(self) -> tuple[Tensor, Tensor]:
         """First and last observed time of every series.
 
@@ -185,7 +225,7 @@ class BSpline:
             NaN for series without observation.
         """
         x = check_queries(t, self.batch, self.obs_times.dtype)
-        seq, xs = self._searchable(x, self.obs_times)
+        seq, xs = self._searchable(x, self._rows[1])
         last = (self.n_obs - 1).clamp(min=0)[..., None]
         j = torch.searchsorted(seq, xs, right=True) - 1
         j = torch.minimum(j.clamp(min=0), (last - 1).clamp(min=0))
@@ -201,6 +241,11 @@ class BSpline:
         return out[0], out[1]
 
     # -- internals -------------------------------------------------------------------------
+
+    @cached_property
+    def _rows(self) -> tuple[Tensor, Tensor]:
+        """``breaks`` and ``obs_times`` made contiguous once, as ``torch.searchsorted`` needs."""
+        return self.breaks.contiguous(), self.obs_times.contiguous()
 
     def _searchable(self, x: Tensor, seq: Tensor) -> tuple[Tensor, Tensor]:
         """Sorted sequence and queries shaped for ``torch.searchsorted``."""
@@ -241,7 +286,7 @@ class BSpline:
         """Chunk evaluator for shared queries on a spline with ``grid_slot``.
 
         ``j(q)`` = index of the last grid time ``<= q`` (one small search). At a grid time
-        the slot is ``grid_slot[:, j]``; strictly between grid times only the hold slot
+        the slot is ``grid_slot[j]``; strictly between grid times only the hold slot
         after the last observation differs (``grid[j] <= t_last < q``: one more); before the grid
         every series is in slot 0.
         """
@@ -251,26 +296,28 @@ class BSpline:
         before = j < 0
         j.clamp_(min=0)
         inside = (grid[j] != q) & ~before
-        n_slots = self.breaks.shape[-1]
-        cols_before = before.nonzero().squeeze(1) if bool(before.any()) else None
-        cols_inside = inside.nonzero().squeeze(1) if bool(inside.any()) else None
+        n_series = self.batch * self.dim
+        rows_before = before.nonzero().squeeze(1) if bool(before.any()) else None
+        rows_inside = inside.nonzero().squeeze(1) if bool(inside.any()) else None
 
         def chunk(x, b0, b1, value, slope, outs, work):
             dim, m, nb = self.dim, q.shape[0], b1 - b0
             w = (lambda name, shape, dtype=None: None) if work is None else work.get
+            rows = w("rows", (m, nb, dim), torch.int32)
+            rows = torch.index_select(self.grid_slot[:, b0:b1], 0, j, out=rows)
             idx = w("idx", (nb, m, dim), torch.int32)
-            idx = torch.index_select(self.grid_slot[b0:b1], 1, j, out=idx)
-            if cols_before is not None:
+            idx = rows.transpose(0, 1) if idx is None else idx.copy_(rows.transpose(0, 1))
+            if rows_before is not None:
                 base = torch.arange(b0 * dim, b1 * dim, device=q.device, dtype=torch.int32)
-                idx[:, cols_before] = (base * n_slots).view(nb, 1, dim)
-            if cols_inside is not None:
+                idx[:, rows_before] = base.view(nb, 1, dim)  # slot 0
+            if rows_inside is not None:
                 upper = self.upper[b0:b1, None, :]
-                hold = q[cols_inside].view(1, -1, 1) > upper
-                hold &= grid[j[cols_inside]].view(1, -1, 1) <= upper
+                hold = q[rows_inside].view(1, -1, 1) > upper
+                hold &= grid[j[rows_inside]].view(1, -1, 1) <= upper
                 hold &= self.degree[b0:b1, None, :] >= 1
-                idx[:, cols_inside] += hold.to(torch.int32)
-            flat = idx.view(-1)
-            breaks = self.breaks.view(-1)
+                idx[:, rows_inside] += hold.to(torch.int32) * n_series
+            flat = idx.reshape(-1)
+            breaks = self.breaks.permute(2, 0, 1).reshape(-1)  # slot-major storage
             at = w("at", (nb * m * dim,), breaks.dtype)
             at = torch.index_select(breaks, 0, flat, out=at).view(nb, m, dim)
             dx = torch.sub(q.view(1, m, 1), at, out=w("dx", (nb, m, dim))).to(self.dtype)
@@ -281,7 +328,8 @@ class BSpline:
             else:
                 for i in range(k + 1):
                     torch.index_select(self.table[i], 0, flat, out=coef[i])
-            return self._horner(coef.view(k + 1, nb, m, dim), dx, value, slope, outs, b0, b1, w)
+            targets = [None if o is None else o[b0:b1] for o in outs or (None, None)]
+            return self._horner(coef.view(k + 1, nb, m, dim), dx, value, slope, *targets, w)
 
         return chunk
 
@@ -294,7 +342,7 @@ class BSpline:
         dim, m, nb = self.dim, x.shape[-1], b1 - b0
         sets = slice(None) if self.n_obs.shape[0] == 1 else slice(b0, b1)
         xs = x if x.shape[0] == 1 else x[b0:b1]
-        breaks = self.breaks[sets]
+        breaks = self._rows[0][sets]
         if breaks.shape[0] == 1 and breaks.shape[1] == 1:
             seq, xs = breaks.reshape(-1), xs
         else:
@@ -309,12 +357,12 @@ class BSpline:
         at = self._take(breaks, piece)
         diff = torch.sub(xs, at, out=w("diff", xs.shape, xs.dtype)).transpose(1, 2)
         dx = diff if work is None else w("dx", (nb, m, dim)).copy_(diff)
-        n_pieces = self.breaks.shape[-1]
-        base = torch.arange(nb * dim, device=x.device).view(nb, 1, dim) * n_pieces
-        index = torch.add(base, piece.transpose(1, 2), out=w("index", (nb, m, dim), torch.long))
+        series = torch.arange(b0 * dim, b1 * dim, device=x.device).view(nb, 1, dim)
+        index = w("index", (nb, m, dim), torch.long)
+        index = torch.add(series, piece.transpose(1, 2), alpha=self.batch * dim, out=index)
         index = index.reshape(-1)
         k = self.table.shape[0] - 1
-        rows = self.table[:, b0 * dim * n_pieces : b1 * dim * n_pieces]
+        rows = self.table
         coef = w("coef", (k + 1, nb * m * dim))
         if coef is None:
             coef = rows.index_select(1, index)
@@ -322,14 +370,13 @@ class BSpline:
             for j in range(k + 1):
                 torch.index_select(rows[j], 0, index, out=coef[j])
         coef = coef.view(k + 1, nb, m, dim)
-        return self._horner(coef, dx.to(self.dtype), value, slope, outs, b0, b1, w)
+        targets = [None if o is None else o[b0:b1] for o in outs or (None, None)]
+        return self._horner(coef, dx.to(self.dtype), value, slope, *targets, w)
 
     @staticmethod
-    def _horner(coef: Tensor, dx: Tensor, value: bool, slope: bool, outs, b0: int, b1: int, w):
-        """``p = sum_j coef[j] dx**j`` and ``p'``, into ``outs[.][b0:b1]`` when given."""
+    def _horner(coef: Tensor, dx: Tensor, value: bool, slope: bool, out_v, out_d, w):
+        """``p = sum_j coef[j] dx**j`` and ``p'``, into ``out_v`` / ``out_d`` when given."""
         k = coef.shape[0] - 1
-        out_v = None if outs is None or outs[0] is None else outs[0][b0:b1]
-        out_d = None if outs is None or outs[1] is None else outs[1][b0:b1]
         if not slope:
             p = coef[k]
             for j in range(k - 1, -1, -1):

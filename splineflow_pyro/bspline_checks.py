@@ -76,12 +76,15 @@ def check_inputs(
             f"values[{b}, {i}, {f}] = {values[b, i, f].item()} is observed but not finite; "
             "mark it missing with mask=False or fix the data"
         )
+    finite = torch.isfinite(times)
+    if bool(finite.all()):  # the usual case: no need to look at the mask
+        return times, values, mask
     used = torch.ones(batch, n, dtype=torch.bool, device=values.device)
     if mask is not None:
         used = mask.any(-1)
     if times.ndim == 1:
         used = used.any(0)
-    bad = used & ~torch.isfinite(times)
+    bad = used & ~finite
     if bool(bad.any()):
         where = ", ".join(str(int(v)) for v in bad.nonzero()[0])
         value = times[tuple(int(v) for v in bad.nonzero()[0])].item()

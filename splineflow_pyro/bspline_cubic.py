@@ -3,9 +3,11 @@
 The not-a-knot cubic interpolant is unique, so instead of the banded B-spline collocation
 solve it is computed from the slopes ``m_i = S'(t_i)`` (the tridiagonal system of
 ``scipy.interpolate.CubicSpline(bc_type="not-a-knot")``), one Thomas sweep vectorised over
-all knot sets; the piecewise Taylor coefficients follow from Hermite interpolation and the
-control points from the blossom of each piece. Layout as in :mod:`splineflow_pyro.bspline_fit`:
-``(N, G)`` times, ``(N, G, R)`` values, padding rows repeat the last observed time.
+all knot sets; the piecewise Taylor coefficients follow from Hermite interpolation and are
+written straight into the spline's table (control points are derived on demand, see
+:func:`splineflow_pyro.bspline_build.control_points`). Layout as in
+:mod:`splineflow_pyro.bspline_fit`: ``(N, G)`` times, ``(N, G, R)`` values, padding rows
+repeat the last observed time.
 
 Elimination without pivoting: after the first step (multiplier 1) every pivot is positive
 and at least the sum of two neighbouring gaps, except the last one, which is a positive
@@ -70,8 +72,8 @@ def _thomas(a: Tensor, b: Tensor, c: Tensor, r: Tensor) -> Tensor:
     return r
 
 
-def cubic_fit(tc: Tensor, vc: Tensor, knots: Tensor, n_obs: Tensor) -> tuple[Tensor, Tensor]:
-    """Not-a-knot cubic interpolants: control points and Taylor coefficients per knot interval.
+def cubic_fit(tc: Tensor, vc: Tensor, n_obs: Tensor, table: Tensor) -> None:
+    """Not-a-knot cubic interpolants, written as Taylor coefficients into ``table``.
 
     Parameters
     ----------
@@ -79,56 +81,33 @@ def cubic_fit(tc: Tensor, vc: Tensor, knots: Tensor, n_obs: Tensor) -> tuple[Ten
         Observed times, strictly increasing over ``j < n_obs``, padding repeats the last one.
     vc : Tensor, shape (N, G, R)
         Values (padding rows arbitrary but finite).
-    knots : Tensor, shape (N + 4, G)
-        From :func:`splineflow_pyro.bspline_fit.not_a_knot_knots` with ``k = 3``.
     n_obs : Tensor, shape (G,), int64
         Observations per knot set, each at least 4.
-
-    Returns
-    -------
-    control : Tensor, shape (N, G, R)
-        scipy's control points (rows ``>= n_obs`` arbitrary).
-    table : Tensor, shape (4, N - 1, G, R)
-        Slot 0: ``(y_0, 0, 0, 0)``; slots ``1 .. N - 3``: the Taylor coefficients of
-        :func:`splineflow_pyro.bspline_fit.power_coefficients` (finite garbage past
-        ``n_obs - 3``); the last slot is free.
+    table : Tensor, shape (4, I, G, R), I >= N + 1
+        Output, any strides (a view of the spline's slot-major table). Slot 0 gets
+        ``(y_0, 0, 0, 0)`` (the flat hold before ``t_0``); slot ``i + 1`` the Taylor
+        coefficients of the piece on observed interval ``[t_i, t_{i+1}]`` about ``t_i``
+        (the not-a-knot pieces on ``[t_0, t_2]`` and ``[t_{n-3}, t_{n-1}]`` are stored for
+        each of their two intervals, so every piece is evaluated on its own interval only).
+        Slots ``>= n_obs`` hold finite garbage (the caller writes the hold after the last
+        time there).
     """
     n = tc.shape[0]
-    dtype = vc.dtype
     rows = torch.arange(n - 1, device=tc.device)[:, None]
     gaps = tc[1:] - tc[:-1]
     inside = rows < (n_obs - 1)[None, :]
-    h = torch.where(inside, gaps, torch.ones_like(gaps)).to(dtype).unsqueeze(-1)
+    h = torch.where(inside, gaps, torch.ones_like(gaps)).to(vc.dtype).unsqueeze(-1)
     delta = (vc[1:] - vc[:-1]).div_(h)
     a, b, c, r = _system(h, delta, n_obs)
     slope = _thomas(a, b, c, r)
-    # Hermite -> Taylor on every observed interval i: y_i, m_i, c2_i, c3_i.
+    # Hermite -> Taylor on every observed interval i (slot i + 1): y_i, m_i, c2_i, c3_i.
     m0, m1 = slope[:-1], slope[1:]
-    inv_h = h.reciprocal()
-    coefs = vc.new_empty(4, n - 1, *vc.shape[1:])
+    inv_h = h.reciprocal_()
+    coefs = table[:, 1:n]
     coefs[0] = vc[:-1]
     coefs[1] = m0
     sum_m = torch.add(m0, m1, out=coefs[3])
     torch.mul(delta, 3, out=coefs[2]).sub_(sum_m).sub_(m0).mul_(inv_h)
-    coefs[3].sub_(delta, alpha=2).mul_(inv_h * inv_h)
-    # Control point i = blossom(u_{i+1}, u_{i+2}, u_{i+3}) of the piece on interval
-    # min(i, n - 2), expanded about its left end; the last one is y_{n-1}.
-    base = tc[:-1]
-    d1, d2, d3 = ((knots[j : j + n - 1] - base).to(dtype).unsqueeze(-1) for j in (1, 2, 3))
-    # In place where a temporary is no longer needed (fewer fresh buffers).
-    p1 = d1 * d2
-    p2 = d1.add_(d2)
-    w2 = torch.mul(p2, d3).add_(p1).div_(3)  # (p1 + p2 d3) / 3
-    control = vc.new_empty(vc.shape)
-    body = control[:-1]
-    torch.mul(coefs[3], p1.mul_(d3), out=body)
-    body.addcmul_(coefs[2], w2)
-    body.addcmul_(coefs[1], p2.add_(d3).div_(3))
-    body.add_(coefs[0])
-    last = (n_obs - 1).view(1, -1, 1).expand(1, -1, vc.shape[2])
-    control.scatter_(0, last, vc.gather(0, last))
-    # Knot interval 0 spans observed intervals 0 and 1; interval a >= 1 is observed a + 1.
-    # Slot 0 becomes the flat hold before t_0 (see ``bspline_build._store``).
-    coefs[:, 1] = coefs[:, 0]
-    coefs[1:, 0] = 0
-    return control, coefs
+    coefs[3].sub_(delta, alpha=2).mul_(inv_h.square_())
+    table[0, 0] = vc[0]
+    table[1:, 0] = 0

@@ -24,6 +24,7 @@ METHOD_KINDS = ("splineflow", "linear")
 SCHEDULES = ("constant", "bridge")
 SOLVERS = ("dopri5", "rk4", "euler")
 COUPLINGS = ("exact", "sinkhorn")
+TRANSFORMS = ("none", "log", "log1p")
 
 
 class ConfigError(ValueError):
@@ -83,7 +84,14 @@ class MethodConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation and network settings shared by every method."""
+    """Optimisation and network settings shared by every method.
+
+    ``transform`` is applied to every feature before standardisation and inverted on
+    predictions, so the paths and the flow live in transformed coordinates: ``log`` for
+    positive quantities spanning orders of magnitude (populations, concentrations; needs
+    observed values > 0), ``log1p`` for counts with zeros (needs values > -1), ``none``
+    (the default) for the data as they are.
+    """
 
     steps: int = 1500
     batch_size: int = 256
@@ -97,6 +105,7 @@ class TrainConfig:
     sinkhorn_reg: float = 0.05
     checkpoint_every: int = 250
     device: str = "auto"
+    transform: str = "none"
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "width", "depth", "checkpoint_every"):
@@ -107,6 +116,10 @@ class TrainConfig:
         if self.coupling not in COUPLINGS:
             raise ConfigError(
                 f"train.coupling {self.coupling!r} is unknown; use one of {COUPLINGS}"
+            )
+        if self.transform not in TRANSFORMS:
+            raise ConfigError(
+                f"train.transform {self.transform!r} is unknown; use one of {TRANSFORMS}"
             )
 
 

@@ -113,24 +113,52 @@ def snapshots_from_dataset(ds: xr.Dataset) -> SnapshotData:
     )
 
 
+# feature transforms: forward map, inverse map, and the open lower bound of their domain
+_TRANSFORMS = {
+    "none": (lambda v: v, lambda v: v, None),
+    "log": (torch.log, torch.exp, 0.0),
+    "log1p": (torch.log1p, torch.expm1, -1.0),
+}
+
+
 @dataclass(frozen=True)
 class Standardizer:
-    """Affine maps that put states and times on a unit scale for training.
+    """Per-feature transform plus affine maps that put states and times on a unit scale.
 
-    ``x' = (x - x_mean) / x_std`` per feature and ``t' = (t - t_origin) / t_scale``. Flows
-    learned in standardised coordinates are mapped back exactly, since B-splines commute
-    with affine maps of both time and value.
+    ``x' = (f(x) - x_mean) / x_std`` per feature, with ``f`` the feature ``transform``
+    (``none``: identity, ``log``, ``log1p``; ``x_mean``/``x_std`` are statistics of
+    ``f(x)``), and ``t' = (t - t_origin) / t_scale``. The time map and the value map after
+    ``f`` are affine, and B-splines commute with affine maps, so without a transform a flow
+    learned in standardised coordinates is exactly the one of the data. With a transform the
+    B-spline paths are fitted, and the flow learned, in transformed coordinates (e.g. in log
+    space for positive populations spanning orders of magnitude): that is the point of it.
+    Predictions are mapped back by ``f^-1`` (``exp``, ``expm1``), so they stay in the domain.
     """
 
     x_mean: tuple[float, ...]
     x_std: tuple[float, ...]
     t_origin: float
     t_scale: float
+    transform: str = "none"  # a default, so that models saved before transforms load
+
+    def __post_init__(self) -> None:
+        _maps(self.transform)
 
     @classmethod
-    def from_values(cls, times: Tensor, values: Tensor) -> Standardizer:
-        """Statistics of ``values (..., d)`` (NaN ignored) and the range of ``times``."""
-        flat = values.reshape(-1, values.shape[-1]).double()
+    def from_values(
+        cls,
+        times: Tensor,
+        values: Tensor,
+        transform: str = "none",
+        features: Sequence[str] | None = None,
+    ) -> Standardizer:
+        """Statistics of ``f(values) (..., d)`` (NaN ignored) and the range of ``times``.
+
+        ``features`` (length d) only names the features in errors: an observed value outside
+        the transform's domain raises ``ValueError``.
+        """
+        _check_domain(values, transform, features)
+        flat = _maps(transform)[0](values.reshape(-1, values.shape[-1]).double())
         finite = torch.isfinite(flat)
         count = finite.sum(0).clamp_min(1)
         filled = torch.where(finite, flat, torch.zeros_like(flat))
@@ -141,7 +169,7 @@ class Standardizer:
         t = times[torch.isfinite(times)].double()
         t_min, t_max = float(t.min()), float(t.max())
         scale = t_max - t_min if t_max > t_min else 1.0
-        return cls(tuple(mean.tolist()), tuple(std.tolist()), t_min, scale)
+        return cls(tuple(mean.tolist()), tuple(std.tolist()), t_min, scale, transform)
 
     def _stats(self, like: Tensor) -> tuple[Tensor, Tensor]:
         mean = torch.as_tensor(self.x_mean, dtype=like.dtype, device=like.device)
@@ -149,14 +177,34 @@ class Standardizer:
         return mean, std
 
     def x(self, values: Tensor) -> Tensor:
-        """Standardise states ``(..., d)``."""
+        """Standardise states ``(..., d)``: the transform, then the affine map.
+
+        Raises ``ValueError`` for an observed value outside the transform's domain.
+        """
+        _check_domain(values, self.transform, None)
         mean, std = self._stats(values)
-        return (values - mean) / std
+        return (_TRANSFORMS[self.transform][0](values) - mean) / std
 
     def x_inverse(self, values: Tensor) -> Tensor:
-        """Map standardised states back to the data's units."""
+        """Map standardised states back to the data's units (affine inverse, then f^-1)."""
         mean, std = self._stats(values)
-        return values * std + mean
+        return _TRANSFORMS[self.transform][1](values * std + mean)
+
+    def dx_dt(self, x: Tensor, dz_dt: Tensor) -> Tensor:
+        """Chain rule: ``dx/dt`` in data units from the rate ``dz/dt`` of standardised states.
+
+        ``x (..., d)`` are the states in the data's units, ``dz_dt`` the rate of their
+        standardised coordinates per unit of the data's time. With ``z = (f(x) - mean) / std``,
+        ``dx/dt = std * dz/dt / f'(x)``: ``x * std * dz/dt`` for ``log``,
+        ``(1 + x) * std * dz/dt`` for ``log1p``, ``std * dz/dt`` for ``none``.
+        """
+        _, std = self._stats(dz_dt)
+        rate = dz_dt * std
+        if self.transform == "log":
+            return x * rate
+        if self.transform == "log1p":
+            return (1 + x) * rate
+        return rate
 
     def t(self, times: Tensor) -> Tensor:
         """Standardise times."""
@@ -165,3 +213,35 @@ class Standardizer:
     def t_inverse(self, times: Tensor) -> Tensor:
         """Map standardised times back to the data's unit."""
         return times * self.t_scale + self.t_origin
+
+
+def _maps(transform: str) -> tuple:
+    """Forward map, inverse map and domain bound of ``transform`` (``ValueError`` if unknown)."""
+    try:
+        return _TRANSFORMS[transform]
+    except KeyError:
+        raise ValueError(
+            f"transform {transform!r} is unknown; use one of {tuple(_TRANSFORMS)}"
+        ) from None
+
+
+def _check_domain(values: Tensor, transform: str, features: Sequence[str] | None) -> None:
+    """Raise ``ValueError`` if an observed (not NaN) value lies outside the domain of
+    ``transform``, naming the transform, the feature (name, else index) and the value."""
+    lower = _maps(transform)[2]
+    if lower is None or values.numel() == 0:
+        return
+    flat = values.reshape(-1, values.shape[-1])
+    bad = ~torch.isnan(flat) & (flat <= lower)  # NaN = missing; -inf is out of the domain
+    if not bool(bad.any()):
+        return
+    per_feature = bad.sum(0)
+    j = int(torch.nonzero(per_feature).flatten()[0])
+    worst = float(flat[bad[:, j], j].min())
+    name = repr(features[j]) if features is not None else str(j)
+    count = int(per_feature[j])
+    raise ValueError(
+        f"transform {transform!r} needs values > {lower:g}: feature {name} has {worst!r}"
+        f" ({count} such {'entry' if count == 1 else 'entries'}); use a transform whose "
+        f"domain holds the data (one of {tuple(_TRANSFORMS)})"
+    )

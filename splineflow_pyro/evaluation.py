@@ -8,7 +8,8 @@ two neighbouring marginals (``mccann_*``). A model that does not beat McCann is 
 useful, and the table shows it.
 
 Tracked trajectories: held-out trajectories are rolled out from their first observation;
-MSE at observed entries, raw and z-scored with the training statistics. Baselines: every
+MSE at observed entries, raw and z-scored per feature by the training data's standard
+deviation in data units (whatever the model's feature transform). Baselines: every
 state stays at its first observation (``constant_*``) and the mean training trajectory
 (``mean_*``). For a stochastic method (``sigma > 0``) the diffusion level ``g`` of
 ``dx = v dt + g dW`` is calibrated on the training trajectories by SVI (``diffusion_g*``).
@@ -26,7 +27,7 @@ from torch import Tensor
 
 from splineflow_pyro import metrics
 from splineflow_pyro.config import EvalConfig
-from splineflow_pyro.data import SnapshotData, TrackedData
+from splineflow_pyro.data import SnapshotData, Standardizer, TrackedData
 from splineflow_pyro.stochastic import fit_diffusion
 from splineflow_pyro.training import TrainedModel
 
@@ -130,7 +131,11 @@ def evaluate_tracked(
             x0, float(times[k]), times, method=config.solver, step_size=config.step_size
         )
         preds[rows] = traj.permute(1, 0, 2)
-    std = torch.as_tensor(model.scaler.x_std, dtype=torch.float64)
+    # z-score with the training data's std in data units: the model's scaler holds the std of
+    # the transformed values (e.g. of log x), which would not be comparable across models
+    std = torch.as_tensor(
+        Standardizer.from_values(train.times, train.values).x_std, dtype=torch.float64
+    )
     constant = truth[torch.arange(len(truth)), first_idx][:, None, :].expand_as(truth)
     mean_traj = train_mean[None].expand_as(truth)
     values: dict[str, float] = {}

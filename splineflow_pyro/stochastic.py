@@ -87,7 +87,10 @@ def sample_trajectories(
 def transitions(drift: Drift, times: Tensor, values: Tensor, mask: Tensor) -> tuple[Tensor, ...]:
     """Observed one-step transitions of tracked data and their Euler-predicted means.
 
-    Uses consecutive time points where a feature is observed at both ends.
+    Uses consecutive time points where a feature is observed at both ends and the whole
+    state is observed at the start. The drift is evaluated at those complete states only, so
+    a drift defined on part of the space (e.g. a model trained with a ``log`` transform)
+    never sees a stand-in value for a missing entry.
 
     Parameters
     ----------
@@ -100,9 +103,14 @@ def transitions(drift: Drift, times: Tensor, values: Tensor, mask: Tensor) -> tu
     (increment, predicted, dt) : each a flat tensor over the usable (sample, step, feature)
     """
     x = torch.where(mask, values, torch.zeros_like(values))
-    both = mask[:, 1:] & mask[:, :-1] & mask[:, :-1].all(dim=-1, keepdim=True)
+    complete = mask[:, :-1].all(dim=-1)  # (batch, n - 1): whole state observed at the start
+    both = mask[:, 1:] & mask[:, :-1] & complete[..., None]
     dts = times[1:] - times[:-1]
-    drift_at = torch.stack([drift(times[i], x[:, i]) for i in range(len(times) - 1)], dim=1)
+    drift_at = torch.zeros_like(x[:, :-1])
+    for i in range(len(times) - 1):
+        rows = complete[:, i]
+        if bool(rows.any()):
+            drift_at[rows, i] = drift(times[i], x[rows, i]).to(drift_at.dtype)
     increment = (x[:, 1:] - x[:, :-1])[both]
     predicted = (drift_at * dts[None, :, None])[both]
     dt = dts[None, :, None].expand_as(both)[both]

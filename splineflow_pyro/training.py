@@ -56,11 +56,13 @@ class TrainedModel:
         """``dx/dt`` in the data's units at time ``t`` (0-dim) and states ``x (batch, d)``."""
         s = self.scaler
         param = next(self.field.parameters())
-        z = s.x(x.to(device=param.device, dtype=param.dtype))
+        xp = x.to(device=param.device, dtype=param.dtype)
+        z = s.x(xp)
         tz = (torch.as_tensor(t, dtype=param.dtype, device=param.device) - s.t_origin) / s.t_scale
-        std = torch.as_tensor(s.x_std, dtype=param.dtype, device=param.device)
         with torch.no_grad():
-            return (self.field(z, tz) * std / s.t_scale).to(x.dtype).cpu()
+            # the network gives dz/dt' in standardised time; dz/dt = that / t_scale, and the
+            # chain rule through the standardisation (and the transform) gives dx/dt
+            return s.dx_dt(xp, self.field(z, tz) / s.t_scale).to(x.dtype).cpu()
 
     def predict(
         self,
@@ -74,7 +76,9 @@ class TrainedModel:
         """Integrate ``dx/dt = v(x, t)`` from ``x0 (batch, d)`` at ``t0`` to ``times (m,)``.
 
         Inputs and output are in the data's units; returns ``(m, batch, d)``. Times may lie
-        before ``t0`` (backward integration) and come in any order.
+        before ``t0`` (backward integration) and come in any order. The flow is integrated in
+        the model's standardised (and, with ``train.transform``, transformed) coordinates,
+        so ``x0`` must lie in the transform's domain and predictions stay in it.
         """
         device = next(self.field.parameters()).device
         dtype = next(self.field.parameters()).dtype
@@ -147,7 +151,8 @@ def fit(
     data : TrackedData or SnapshotData
         Training data in the data's units.
     method, train : MethodConfig, TrainConfig
-        Path family and optimisation settings.
+        Path family and optimisation settings; ``train.transform`` (e.g. ``log``) is applied
+        to every feature before standardisation, so paths and flow live in that space.
     seed : int
         Seeds the initial weights and every random draw.
     checkpoint_dir : path, optional
@@ -224,7 +229,7 @@ def _make_batcher(
     """A function drawing one minibatch of path samples (standardised, on ``device``)."""
     dtype = torch.float32
     if isinstance(data, TrackedData):
-        scaler = Standardizer.from_values(data.times, data.values)
+        scaler = Standardizer.from_values(data.times, data.values, train.transform, data.features)
         values = scaler.x(data.values)
         times = scaler.t(data.times)
         has_obs = data.mask.any(dim=1).all(dim=-1)
@@ -237,9 +242,11 @@ def _make_batcher(
         size = min(train.batch_size, n)
 
         def tracked_batch(generator: torch.Generator) -> PathSample:
-            drawn = path.sample_from(spline, generator=generator)
+            # draw the minibatch first and evaluate only its paths: a step costs the same
+            # whatever the number of trajectories
             rows = torch.randint(n, (size,), generator=generator)
-            return _to(drawn, rows, device, dtype)
+            drawn = path.sample_from(spline.select(rows), generator=generator)
+            return _to(drawn, device, dtype)
 
         return tracked_batch, scaler, values.shape[-1]
 
@@ -248,7 +255,7 @@ def _make_batcher(
             f"snapshot training needs at least 2 time points, got {len(data.marginals)}"
         )
     all_cells = torch.cat(list(data.marginals))
-    scaler = Standardizer.from_values(data.times, all_cells)
+    scaler = Standardizer.from_values(data.times, all_cells, train.transform, data.features)
     marginals = [scaler.x(m) for m in data.marginals]
     times = scaler.t(data.times)
 
@@ -261,18 +268,14 @@ def _make_batcher(
             generator=generator,
         )
         drawn = path.sample(times, tuples, generator=generator)
-        return _to(drawn, None, device, dtype)
+        return _to(drawn, device, dtype)
 
     return snapshot_batch, scaler, all_cells.shape[-1]
 
 
-def _to(sample: PathSample, rows: Tensor | None, device: torch.device, dtype) -> PathSample:
+def _to(sample: PathSample, device: torch.device, dtype) -> PathSample:
     def move(x: Tensor | None) -> Tensor | None:
-        if x is None:
-            return None
-        if rows is not None:
-            x = x[rows]
-        return x.to(device=device, dtype=dtype)
+        return None if x is None else x.to(device=device, dtype=dtype)
 
     return PathSample(**{f.name: move(getattr(sample, f.name)) for f in dataclasses.fields(sample)})
 

@@ -205,6 +205,73 @@ def test_float32_values() -> None:
             _close(slope[b, :, f].double().numpy(), ref_d, 1e-3)
 
 
+def test_float32_accurate_with_very_uneven_gaps() -> None:
+    """Each cubic piece is evaluated on its own observed interval only: a tiny first gap
+    next to a long second one (ratio 500) must not amplify float32 rounding."""
+    rng = np.random.default_rng(11)
+    gaps = np.array([0.01, 5.0, 0.02, 3.0, 0.01, 0.5, 4.0, 0.01, 2.0, 0.01])
+    times = np.concatenate([[0.0], np.cumsum(gaps)])
+    values = rng.normal(size=(4, len(times), 2)).cumsum(axis=1)
+    mask = np.ones(values.shape, bool)
+    mask[2:, 3, :] = False
+    q = np.sort(np.concatenate([times, _queries(rng, times[0], times[-1], 200)]))
+    spline = interpolate(
+        torch.tensor(times), torch.tensor(values, dtype=torch.float32), 3, torch.tensor(mask)
+    )
+    value, slope = spline.evaluate_and_derivative(torch.tensor(q))
+    for b in range(4):
+        for f in range(2):
+            keep = mask[b, :, f]
+            ref_v, ref_d, _ = _oracle(times[keep], values[b, keep, f], 3, q)
+            _close(value[b, :, f].double().numpy(), ref_v, 1e-5)
+            _close(slope[b, :, f].double().numpy(), ref_d, 1e-4)
+
+
+@pytest.mark.parametrize("degree", [1, 2, 3, 4, 5])
+def test_shared_grid_lookup_matches_per_sample_search(degree: int) -> None:
+    """Shared queries use the precomputed grid slots; the same queries given per sample go
+    through the per-series search. Both must agree, between grid times and outside too."""
+    rng = np.random.default_rng(20 + degree)
+    n, batch, d = 25, 6, 3
+    times = _times(rng, n)
+    values = rng.normal(size=(batch, n, d))
+    mask = rng.random((batch, n, d)) < 0.5
+    mask[0, :, 0] = False  # no observation
+    mask[1, :, 1] = np.arange(n) == 7  # one observation
+    mask[2, :, 2] = np.isin(np.arange(n), [3, 9])  # two: degree 1
+    mid = (times[1:] + times[:-1]) / 2
+    q = np.concatenate([times, mid, [times[0] - 1, times[-1] + 1, -np.inf, np.inf]])
+    spline = interpolate(torch.tensor(times), torch.tensor(values), degree, torch.tensor(mask))
+    assert (spline.grid_slot is not None) == (degree % 2 == 1)
+    shared = spline.evaluate_and_derivative(torch.tensor(q))
+    per_sample = spline.evaluate_and_derivative(torch.tensor(q).expand(batch, -1))
+    for a, b in zip(shared, per_sample, strict=True):
+        torch.testing.assert_close(a, b, equal_nan=True, rtol=1e-13, atol=1e-13)
+    _check_against_scipy(times, values, mask, degree, q[np.isfinite(q)])
+
+
+@pytest.mark.parametrize("layout", ["masked", "shared", "per_sample"])
+def test_select_rows_matches_full_evaluation(layout: str) -> None:
+    rng = np.random.default_rng(31)
+    n, batch, d = 12, 7, 2
+    times = _times(rng, n, batch if layout == "per_sample" else None)
+    values = rng.normal(size=(batch, n, d))
+    mask = torch.tensor(rng.random((batch, n, d)) < 0.6) if layout == "masked" else None
+    spline = interpolate(torch.tensor(times), torch.tensor(values), 3, mask)
+    rows = torch.tensor([5, 0, 5, 3])
+    q = torch.tensor(rng.uniform(times.min() - 1, times.max() + 1, (batch, 4)))
+    full = spline.evaluate_and_derivative(q)
+    sub = spline.select(rows)
+    assert (sub.batch, sub.dim) == (4, d)
+    for a, b in zip(sub.evaluate_and_derivative(q[rows]), full, strict=True):
+        torch.testing.assert_close(a, b[rows], equal_nan=True, rtol=0, atol=0)
+    for a, b in zip(sub.span(), spline.span(), strict=True):
+        torch.testing.assert_close(a, b[rows], equal_nan=True)
+    for a, b in zip(sub.bracket(q[rows]), spline.bracket(q), strict=True):
+        torch.testing.assert_close(a, b[rows], equal_nan=True)
+    torch.testing.assert_close(sub.control_points, spline.control_points[rows], equal_nan=True)
+
+
 def test_float64_times_never_merge_with_float32_values() -> None:
     """Times 2**30 + k / 1024 (equal in float32) stay distinct: knots are float64."""
     times = 2.0**30 + torch.arange(5, dtype=torch.float64) / 1024
