@@ -13,6 +13,7 @@ weights, the optimiser and the step, so a killed run resumes to the same weights
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -187,6 +188,8 @@ def fit(
         pred = field(batch.x_t, batch.t)
         loss = ((pred - batch.u_t) ** 2 * batch.weight).sum() / batch.weight.sum().clamp_min(1)
         loss.backward()
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(train, step)
         optimizer.step()
         value = float(loss.detach())
         losses.append(value)
@@ -202,6 +205,18 @@ def fit(
         bar.close()
     field.eval()
     return TrainedModel(field, scaler, method, train, losses)
+
+
+ANNEAL_FROM = 0.8  # share of the steps at full learning rate before the anneal
+
+
+def learning_rate(train: TrainConfig, step: int) -> float:
+    """The learning rate of step ``step`` (0-based): a function of the step alone, so a
+    resumed run follows the same schedule as an uninterrupted one."""
+    start = ANNEAL_FROM * train.steps
+    if train.lr_schedule == "constant" or step < start:
+        return train.lr
+    return 0.5 * train.lr * (1.0 + math.cos(math.pi * (step - start) / (train.steps - start)))
 
 
 def _build_field(

@@ -129,3 +129,18 @@ def test_model_save_load_round_trip(tmp_path: Path) -> None:
     back = TrainedModel.load(tmp_path / "m.pt")
     assert torch.equal(weights(model), weights(back))
     assert back.method == model.method and back.scaler == model.scaler
+
+
+def test_learning_rate_schedules() -> None:
+    from splineflow_pyro.config import ConfigError
+    from splineflow_pyro.training import learning_rate
+
+    anneal = TrainConfig(steps=100, lr=0.01)
+    rates = [learning_rate(anneal, s) for s in range(100)]
+    assert rates[:80] == [0.01] * 80  # full rate for the first 80% of the steps
+    assert all(a > b for a, b in zip(rates[80:], rates[81:], strict=False))  # then down
+    assert rates[80] == 0.01 and 0 < rates[99] < 0.01 * 0.01
+    constant = TrainConfig(steps=100, lr=0.01, lr_schedule="constant")
+    assert {learning_rate(constant, s) for s in range(100)} == {0.01}
+    with pytest.raises(ConfigError, match="lr_schedule 'cosine' is unknown"):
+        TrainConfig(lr_schedule="cosine")
