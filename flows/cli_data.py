@@ -117,20 +117,22 @@ def _datasets(args: argparse.Namespace) -> int:
     if not names:
         print(f"no data sets in {store.resolve_storage(args.storage)}")
         return 0
-    header = f"{'name':<20} {'kind':<12} {'times':<28} {'rows per time':<28} features"
-    print(header)
+    rows: list[tuple[str, ...]] = [("name", "kind", "times", "rows per time", "features")]
     broken = 0
     for name in names:  # one broken store must not hide the healthy ones
         try:
             s = store.summarize(name, args.storage)
         except (ValueError, OSError, KeyError) as exc:
             broken += 1
-            print(f"{name:<20} ERROR: {' '.join(str(exc).split())}")
+            rows.append((name, "ERROR: " + " ".join(str(exc).split())))
             continue
-        print(
-            f"{s.name:<20} {s.kind:<12} {_fmt_times(s.times):<28} "
-            f"{_fmt_times(tuple(float(c) for c in s.counts)):<28} {', '.join(s.features)}"
-        )
+        counts = _fmt_times(tuple(float(c) for c in s.counts))
+        rows.append((s.name, s.kind, _fmt_times(s.times), counts, ", ".join(s.features)))
+    # columns as wide as their longest entry (an error row spans the rest of the line)
+    widths = [max(len(r[i]) for r in rows if len(r) > i + 1) for i in range(4)]
+    for row in rows:
+        cells = [cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=False)]
+        print("  ".join([*cells, row[-1]]))
     if broken:
         print(
             f"splineflow datasets: error: {broken} of {len(names)} data set(s) could not be read",

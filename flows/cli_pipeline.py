@@ -129,7 +129,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     root = _prepare(args)
     from flows.pipeline import evaluate_flow
 
-    evaluate_flow(config_path=args.config, storage=root, **_filters(args))
+    for run in evaluate_flow(config_path=args.config, storage=root, **_filters(args)):
+        if run["status"] == "cached":
+            print(f"{run['label']}: cached (already evaluated with these settings)")
     only = _config_datasets(args.config)
     _print_results(root, args.dataset, args.method, runs=False, only=only)
     return 0

@@ -125,12 +125,20 @@ def evaluate_flow(
     heldout: float | None = None,
     seed: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Evaluate the configuration's trained runs (optionally filtered)."""
+    """Evaluate the configuration's trained runs (optionally filtered).
+
+    Returns, per run, the evaluation record with ``status`` ``evaluated`` or ``cached``.
+    """
     root = store.resolve_storage(storage)
     store.open_results(root)  # a damaged results store fails before any evaluation
     specs = _planned(config_path, root, dataset, method, heldout, seed)
     task = evaluate_task.with_options(result_storage=result_storage(root))
-    return [task(spec, root) for spec in specs]
+    done = []
+    for spec in specs:
+        state = task(spec, root, return_state=True)
+        record = state.result()  # raises the task's own error when it failed
+        done.append(record | {"status": "cached" if state.name == "Cached" else "evaluated"})
+    return done
 
 
 @flow(name="nightly", log_prints=False)

@@ -240,8 +240,11 @@ def _check_domain(values: Tensor, transform: str, features: Sequence[str] | None
     worst = float(flat[bad[:, j], j].min())
     name = repr(features[j]) if features is not None else str(j)
     count = int(per_feature[j])
+    observed = flat[~torch.isnan(flat)]
+    smallest = float(observed.min())
+    fits = [t for t, (_, _, low) in _TRANSFORMS.items() if low is None or smallest > low]
     raise ValueError(
         f"transform {transform!r} needs values > {lower:g}: feature {name} has {worst!r}"
-        f" ({count} such {'entry' if count == 1 else 'entries'}); use a transform whose "
-        f"domain holds the data (one of {tuple(_TRANSFORMS)})"
+        f" ({count} such {'entry' if count == 1 else 'entries'}); the smallest value of any feature"
+        f" is {smallest!r}, so use {' or '.join(repr(t) for t in fits)}"
     )

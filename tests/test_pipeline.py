@@ -79,6 +79,8 @@ def test_nightly_end_to_end_then_cached_then_partial_retrain(setup, tmp_path: Pa
     assert again["evaluate"] == {"evaluated": 0, "cached": 6, "failed": 0}
     assert again["ingest"] == {"cached": 2}
     assert store.open_results(storage).sizes["run"] == 6
+    alone = evaluate_flow(config_path=str(config), storage=storage, dataset="lv")
+    assert [run["status"] for run in alone] == ["cached", "cached"]
 
     # one method's setting changes: only that method's runs are retrained
     changed = nightly(config_path=str(write_config(config, csv, degree=5)), storage=storage)
