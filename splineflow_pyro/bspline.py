@@ -22,7 +22,12 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
-from splineflow_pyro.bspline_build import control_points, fit_fields, knot_table
+from splineflow_pyro.bspline_build import (
+    control_points,
+    derived_obs_times,
+    fit_fields,
+    knot_table,
+)
 from splineflow_pyro.bspline_checks import MAX_DEGREE as _MAX_DEGREE
 from splineflow_pyro.bspline_checks import check_inputs, check_queries
 
@@ -45,9 +50,6 @@ class BSpline:
     ----------
     degree : Tensor, shape (batch, dim), int64
         Degree used per series; 0 for one observation, -1 for none.
-    obs_times : Tensor, shape (bk, dk, N), dtype T
-        Observed times, compacted to the front, padded with ``+inf`` (a view of
-        observation-major storage).
     n_obs : Tensor, shape (bk, dk), int64
         Number of observations per knot set.
     lower, upper : Tensor, shape (bk, dk), dtype T
@@ -62,6 +64,8 @@ class BSpline:
         (``K >= 1`` the largest degree), slot-major: series ``s = b * dim + f`` in slot
         ``i`` is column ``i * batch * dim + s`` (the fit writes it without a transpose).
         The hold slots are ``(y, 0, ..)``; NaN for series without observation.
+    stored_obs_times : Tensor or None, shape (bk, dk, N), dtype T
+        Observed times when the breaks do not hold them (see :attr:`obs_times`).
     grid, grid_slot : Tensor or None
         Shared 1-D times ``(n,)`` of a masked fit and the flat table index
         ``slot * batch * dim + s`` of every series at each of them, ``(n, batch, dim)`` int32: the
@@ -70,12 +74,12 @@ class BSpline:
     """
 
     degree: Tensor
-    obs_times: Tensor
     n_obs: Tensor
     lower: Tensor
     upper: Tensor
     breaks: Tensor
     table: Tensor
+    stored_obs_times: Tensor | None = None
     grid: Tensor | None = None
     grid_slot: Tensor | None = None
 
@@ -171,13 +175,27 @@ class BSpline:
         table = self.table.view(self.table.shape[0], -1, batch, dim).index_select(2, rows)
         return BSpline(
             degree=self.degree.index_select(0, rows),
-            obs_times=per_sample(self.obs_times),
+            stored_obs_times=None
+            if self.stored_obs_times is None
+            else per_sample(self.stored_obs_times),
             n_obs=per_sample(self.n_obs),
             lower=per_sample(self.lower),
             upper=per_sample(self.upper),
             breaks=per_sample(self.breaks),
             table=table.reshape(table.shape[0], -1),
         )
+
+    @cached_property
+    def obs_times(self) -> Tensor:
+        """Observed times per knot set ``(bk, dk, N)``, compacted, ``+inf``-padded.
+
+        Stored by fits with knot-interval slots; otherwise (slots = observed intervals)
+        read off the breaks on first use.
+        """
+        if self.stored_obs_times is not None:
+            return self.stored_obs_times
+        n_max = max(int(self.n_obs.max()), 1) if self.n_obs.numel() else 1
+        return derived_obs_times(self.breaks, self.upper, self.n_obs, n_max)
 
     @cached_property
     def control_points(self) -> Tensor:
@@ -224,7 +242,7 @@ class BSpline:
         t_lo, t_hi : Tensor, each shape (batch, m, dim)
             NaN for series without observation.
         """
-        x = check_queries(t, self.batch, self.obs_times.dtype)
+        x = check_queries(t, self.batch, self.breaks.dtype)
         seq, xs = self._searchable(x, self._rows[1])
         last = (self.n_obs - 1).clamp(min=0)[..., None]
         j = torch.searchsorted(seq, xs, right=True) - 1

@@ -30,7 +30,8 @@ _BYTES_PER_CHUNK = 1 << 24
 class _Tables:
     """Preallocated outputs for ``g`` knot sets with ``r`` series each."""
 
-    obs_times: Tensor  # (N, g)
+    obs_times: Tensor | None  # (N, g); None when derivable from the breaks
+    n_max: int  # N, the most observations of a knot set
     lower: Tensor  # (g,)
     upper: Tensor  # (g,)
     breaks: Tensor  # (I, g): hold slot, pieces, hold slot, then +inf
@@ -63,9 +64,13 @@ def _allocate(
     k_max = max(present, default=1)
     n = max(max(largest), 1)
     n_pieces = max([largest[k + 1] - _shift(k, fast_cubic) for k in present], default=1) + 2
+    # With one slot per observed interval for every series, the breaks hold the observed
+    # times (see ``derived_obs_times``): no separate table of them.
+    derivable = all(k in (0, 1) or (k == 3 and fast_cubic) for k in present + [0])
     # Every entry is written by the fit (see ``_fit_chunk`` and ``_store``): no fill here.
     tables = _Tables(
-        obs_times=torch.empty((n, g), dtype=tdtype, device=dev),
+        obs_times=None if derivable else torch.empty((n, g), dtype=tdtype, device=dev),
+        n_max=n,
         lower=torch.empty(g, dtype=tdtype, device=dev),
         upper=torch.empty(g, dtype=tdtype, device=dev),
         breaks=torch.empty((n_pieces, g), dtype=tdtype, device=dev),
@@ -116,7 +121,7 @@ def fit_fields(times: Tensor, values: Tensor, degree: int, mask: Tensor | None) 
         sets, r = (batch, d), 1
         n_obs = torch.count_nonzero(mask, dim=1).reshape(-1)
         out, k_max = _allocate(n_obs, degree, 1, tdtype, vdtype, not values.requires_grad)
-        n_max = out.obs_times.shape[0]
+        n_max = out.n_max
         step = max(1, _step(n_max, k_max, 1) // max(d, 1))
         grid_slot = _grid_table(times, out.degree, batch, d, out.breaks.shape[0])
         # Observed subsets of a strictly increasing shared grid increase: nothing to check.
@@ -142,7 +147,7 @@ def fit_fields(times: Tensor, values: Tensor, degree: int, mask: Tensor | None) 
 
     return {
         "degree": out.degree[:, None].expand(g, r).reshape(batch, d),
-        "obs_times": per_set(out.obs_times.T),
+        "stored_obs_times": None if out.obs_times is None else per_set(out.obs_times.T),
         "n_obs": per_set(n_obs),
         "lower": per_set(out.lower),
         "upper": per_set(out.upper),
@@ -245,7 +250,8 @@ def _fit_chunk(
     out.lower[here] = torch.where(empty, 0, tc[0])
     out.upper[here] = torch.where(empty, 0, last)
     rank = torch.arange(n, device=tc.device)[:, None]
-    out.obs_times[:n, here] = torch.where(rank < n_obs, tc, float("inf"))
+    if out.obs_times is not None:
+        out.obs_times[:n, here] = torch.where(rank < n_obs, tc, float("inf"))
     counts = torch.bincount(deg + 1, minlength=degree + 2).tolist()
     nan, inf = float("nan"), float("inf")
     if counts[0]:
@@ -318,6 +324,17 @@ def _store(out: _Tables, at, rank, sub, k, shift, starts, table, values, times) 
         out.table[: k + 1, : m + 2, at] = table[:, : m + 2]
     if k + 1 < out.table.shape[0]:  # higher coefficients of a lower-degree group
         out.table[k + 1 :, : m + 2, at] = 0
+
+
+def derived_obs_times(breaks: Tensor, upper: Tensor, n_obs: Tensor, n_max: int) -> Tensor:
+    """Observed times ``(..., N)`` (``+inf``-padded) from the slot breaks ``(..., I)`` of a fit
+    whose slots are the observed intervals (degrees 0, 1 and the cubic fast path): slot
+    ``i + 1`` starts at ``t_i`` for ``i < n_obs - 1``, and the last time is ``upper``."""
+    col = torch.arange(n_max, device=breaks.device)
+    last = (n_obs - 1)[..., None]
+    inner = breaks[..., 1 : n_max + 1]
+    inf = torch.tensor(float("inf"), dtype=breaks.dtype, device=breaks.device)
+    return torch.where(col < last, inner, torch.where(col == last, upper[..., None], inf))
 
 
 def knot_table(obs_times: Tensor, n_obs: Tensor, degree: Tensor) -> Tensor:
