@@ -110,7 +110,7 @@ def train_flow(
     done = []
     for spec in specs:
         state = task(spec, root, progress, return_state=True)
-        status = "cached" if state.name == "Cached" else "trained"
+        status = "cached" if _cached(state) else "trained"
         path = state.result()  # raises the task's own error when it failed
         done.append({"run": spec.label, "model": path, "status": status})
     return done
@@ -137,7 +137,7 @@ def evaluate_flow(
     for spec in specs:
         state = task(spec, root, return_state=True)
         record = state.result()  # raises the task's own error when it failed
-        done.append(record | {"status": "cached" if state.name == "Cached" else "evaluated"})
+        done.append(record | {"status": "cached" if _cached(state) else "evaluated"})
     return done
 
 
@@ -198,17 +198,22 @@ def nightly(config_path: str | None = None, storage: str | None = None) -> dict[
     return summary
 
 
+def _cached(state) -> bool:
+    """Whether Prefect served the task run from its cache."""
+    return state.name == "Cached"
+
+
 def _ingest_counts(states) -> dict[str, int]:
     counts: Counter[str] = Counter()
     for state in states:
-        counts["cached" if state.name == "Cached" else state.result()["status"]] += 1
+        counts["cached" if _cached(state) else state.result()["status"]] += 1
     return dict(counts)
 
 
 def _state_counts(states, done: str) -> dict[str, int]:
     counts: Counter[str] = Counter()
     for state in states:
-        if state.name == "Cached":
+        if _cached(state):
             counts["cached"] += 1
         elif state.is_completed():
             counts[done] += 1

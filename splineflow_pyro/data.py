@@ -6,8 +6,9 @@ times with a mask of observed entries; snapshots become one ``(n_k, d)`` array p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -113,11 +114,20 @@ def snapshots_from_dataset(ds: xr.Dataset) -> SnapshotData:
     )
 
 
-# feature transforms: forward map, inverse map, and the open lower bound of their domain
+class _Transform(NamedTuple):
+    """A feature transform ``f``: forward and inverse maps, ``1 / f'(x)`` in terms of ``x``
+    (for the chain rule), and the open lower bound of its domain (``None``: all reals)."""
+
+    forward: Callable[[Tensor], Tensor]
+    inverse: Callable[[Tensor], Tensor]
+    slope_inverse: Callable[[Tensor], Tensor]
+    lower: float | None
+
+
 _TRANSFORMS = {
-    "none": (lambda v: v, lambda v: v, None),
-    "log": (torch.log, torch.exp, 0.0),
-    "log1p": (torch.log1p, torch.expm1, -1.0),
+    "none": _Transform(lambda v: v, lambda v: v, torch.ones_like, None),
+    "log": _Transform(torch.log, torch.exp, lambda x: x, 0.0),
+    "log1p": _Transform(torch.log1p, torch.expm1, lambda x: 1 + x, -1.0),
 }
 
 
@@ -158,7 +168,7 @@ class Standardizer:
         the transform's domain raises ``ValueError``.
         """
         _check_domain(values, transform, features)
-        flat = _maps(transform)[0](values.reshape(-1, values.shape[-1]).double())
+        flat = _maps(transform).forward(values.reshape(-1, values.shape[-1]).double())
         finite = torch.isfinite(flat)
         count = finite.sum(0).clamp_min(1)
         filled = torch.where(finite, flat, torch.zeros_like(flat))
@@ -183,12 +193,12 @@ class Standardizer:
         """
         _check_domain(values, self.transform, None)
         mean, std = self._stats(values)
-        return (_TRANSFORMS[self.transform][0](values) - mean) / std
+        return (_maps(self.transform).forward(values) - mean) / std
 
     def x_inverse(self, values: Tensor) -> Tensor:
         """Map standardised states back to the data's units (affine inverse, then f^-1)."""
         mean, std = self._stats(values)
-        return _TRANSFORMS[self.transform][1](values * std + mean)
+        return _maps(self.transform).inverse(values * std + mean)
 
     def dx_dt(self, x: Tensor, dz_dt: Tensor) -> Tensor:
         """Chain rule: ``dx/dt`` in data units from the rate ``dz/dt`` of standardised states.
@@ -199,12 +209,7 @@ class Standardizer:
         ``(1 + x) * std * dz/dt`` for ``log1p``, ``std * dz/dt`` for ``none``.
         """
         _, std = self._stats(dz_dt)
-        rate = dz_dt * std
-        if self.transform == "log":
-            return x * rate
-        if self.transform == "log1p":
-            return (1 + x) * rate
-        return rate
+        return _maps(self.transform).slope_inverse(x) * (dz_dt * std)
 
     def t(self, times: Tensor) -> Tensor:
         """Standardise times."""
@@ -215,8 +220,8 @@ class Standardizer:
         return times * self.t_scale + self.t_origin
 
 
-def _maps(transform: str) -> tuple:
-    """Forward map, inverse map and domain bound of ``transform`` (``ValueError`` if unknown)."""
+def _maps(transform: str) -> _Transform:
+    """The maps of ``transform`` (``ValueError`` if unknown)."""
     try:
         return _TRANSFORMS[transform]
     except KeyError:
@@ -228,7 +233,7 @@ def _maps(transform: str) -> tuple:
 def _check_domain(values: Tensor, transform: str, features: Sequence[str] | None) -> None:
     """Raise ``ValueError`` if an observed (not NaN) value lies outside the domain of
     ``transform``, naming the transform, the feature (name, else index) and the value."""
-    lower = _maps(transform)[2]
+    lower = _maps(transform).lower
     if lower is None or values.numel() == 0:
         return
     flat = values.reshape(-1, values.shape[-1])
@@ -242,7 +247,7 @@ def _check_domain(values: Tensor, transform: str, features: Sequence[str] | None
     count = int(per_feature[j])
     observed = flat[~torch.isnan(flat)]
     smallest = float(observed.min())
-    fits = [t for t, (_, _, low) in _TRANSFORMS.items() if low is None or smallest > low]
+    fits = [t for t, m in _TRANSFORMS.items() if m.lower is None or smallest > m.lower]
     raise ValueError(
         f"transform {transform!r} needs values > {lower:g}: feature {name} has {worst!r}"
         f" ({count} such {'entry' if count == 1 else 'entries'}); the smallest value of any feature"
